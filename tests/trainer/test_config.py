@@ -1,0 +1,60 @@
+import pytest
+from typer.testing import CliRunner
+
+from common.config import ConfigError, load_config
+from trainer.cli import app
+from trainer.config import Config
+
+
+def test_shipped_configs_validate():
+    for name in ("cifar", "fashion-mnist"):
+        cfg = load_config(Config, f"configs/{name}.yaml")
+        assert cfg.train.momentum == 0.9
+
+
+def test_cifar_config_is_the_papers_recipe():
+    t = load_config(Config, "configs/cifar.yaml").train
+    assert (t.epochs, t.lr, t.lr_milestones, t.lr_gamma) == (100, 0.1, [41, 61], 0.1)
+
+
+def test_overrides_are_typed():
+    cfg = load_config(Config, "configs/cifar.yaml", ["train.epochs=3", "train.lr_milestones=[1, 2]", "data.train_limit=10"])
+    assert cfg.train.epochs == 3 and cfg.train.lr_milestones == [1, 2] and cfg.data.train_limit == 10
+
+
+@pytest.mark.parametrize("yaml_text, fragment", [
+    ("train:\n  epochs: 3\n  learning_rate: 0.1\n", "line 3: train.learning_rate: unknown key"),
+    ("train:\n  epochs: many\n", "line 2: train.epochs"),
+    ("model:\n  depth: 33\n", "line 2: model.depth"),
+    ("data: [1, 2\n", "invalid YAML"),
+])
+def test_bad_config_is_one_line_naming_key_and_line(tmp_path, yaml_text, fragment):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError) as err:
+        load_config(Config, path)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_override_and_missing_file():
+    with pytest.raises(ConfigError, match="train.momentum"):
+        load_config(Config, "configs/cifar.yaml", ["train.momentum=2"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(Config, "configs/cifar.yaml", ["train.epochs"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(Config, "configs/nope.yaml")
+
+
+def test_cli_reports_bad_config_in_one_line_with_exit_2(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  epochs: -1\n")
+    result = CliRunner().invoke(app, ["fit", "--config", str(path)])
+    assert result.exit_code == 2
+    assert result.output.strip().startswith("error:") and "train.epochs" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_cli_help_documents_every_option():
+    result = CliRunner().invoke(app, ["fit", "--help"])
+    for option in ("--config", "--set", "--run-dir"):
+        assert option in result.output

@@ -1,0 +1,152 @@
+"""Classifier training (Sec. 4.1): SGD with momentum, step schedule, best-validation checkpoint.
+
+The whole data set lives on the training device as uint8; batches are cast and augmented
+there, so a GPU never waits for a DataLoader. Every epoch ends with a resumable checkpoint;
+`classifier.pt` is written once training is over and marks the stage done.
+"""
+from __future__ import annotations
+
+import json
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from trainer import checkpoint
+from trainer.augment import random_crop_flip
+from trainer.config import Config
+from trainer.data import Dataset
+from trainer.distributed import World, all_reduce_sum, barrier
+from trainer.models.build import build_classifier
+from trainer.models.tapped import TappedClassifier
+
+CLASSIFIER = "classifier.pt"
+LAST = "classifier_last.pt"
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
+    """Top-1 accuracy of `model` on uint8 or float images (moved batch by batch to the model's device)."""
+    model_was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    correct = 0
+    for i in range(0, len(images), batch_size):
+        x = images[i : i + batch_size].to(device, non_blocking=True).float()
+        correct += (model(x).argmax(1) == labels[i : i + batch_size].to(device)).sum().item()
+    model.train(model_was_training)
+    return correct / max(len(images), 1)
+
+
+def _autocast(cfg: Config, device: torch.device):
+    if device.type == "cuda" and cfg.train.bf16:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def train_classifier(cfg: Config, data: Dataset, device: torch.device, world: World) -> dict:
+    """Train (or resume, or just load) the run's classifier; returns the `classifier.pt` dict."""
+    run_dir = Path(cfg.run_dir)
+    if (run_dir / CLASSIFIER).exists():
+        return checkpoint.load(run_dir / CLASSIFIER, device)
+
+    torch.manual_seed(cfg.seed)
+    model = build_classifier(cfg.model, data.channels, data.num_classes).to(device)
+    on_gpu = device.type == "cuda"
+    if on_gpu and cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    t = cfg.train
+    opt = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
+                          nesterov=False)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=t.lr_milestones, gamma=t.lr_gamma)
+    start, best_val, best_state = 0, -1.0, None
+    if (run_dir / LAST).exists():
+        last = checkpoint.load(run_dir / LAST, device)
+        model.load_state_dict(last["state_dict"])
+        opt.load_state_dict(last["optimizer"])
+        sched.load_state_dict(last["scheduler"])
+        start, best_val, best_state = last["epoch"], last["best_val"], last["best_state"]
+        if world.is_main:
+            _keep_metrics_upto(run_dir / "metrics.jsonl", start)
+            print(f"resuming classifier training at epoch {start + 1}/{t.epochs}")
+
+    net = DistributedDataParallel(model) if world.size > 1 else model
+    step = torch.compile(net) if (on_gpu and t.compile) else net
+    x_train = data.train.images.to(device)
+    y_train = data.train.labels.to(device)
+    for epoch in range(start, t.epochs):
+        began = time.time()
+        # Seeded per epoch, so a resumed run sees the same batches it would have seen.
+        gen = torch.Generator(device).manual_seed(cfg.seed * 1000 + epoch)
+        order = torch.randperm(len(x_train), generator=gen, device=device)
+        order = order[world.rank :: world.size]
+        model.train()
+        stats = torch.zeros(3, device=device)  # loss sum, correct, seen
+        batches = range(0, len(order), t.batch_size)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{t.epochs}", leave=False, disable=not world.is_main)
+        for i in bar:
+            idx = order[i : i + t.batch_size]
+            x = random_crop_flip(x_train[idx], t.augment.crop_pad, t.augment.flip, gen).float()
+            if on_gpu and t.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = y_train[idx]
+            with _autocast(cfg, device):
+                logits = step(x)
+                loss = F.cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            stats += torch.stack([loss.detach().float() * len(y), (logits.argmax(1) == y).sum().float(),
+                                  torch.tensor(float(len(y)), device=device)])
+            if world.is_main and (i // t.batch_size) % 20 == 0:
+                bar.set_postfix(loss=f"{stats[0].item() / stats[2].item():.3f}", acc=f"{stats[1].item() / stats[2].item():.3f}")
+        sched.step()
+        all_reduce_sum(stats, world)
+        val_acc = accuracy(model, data.val.images, data.val.labels, t.eval_batch_size)
+        if val_acc > best_val:
+            best_val = val_acc
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        record = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": stats[0].item() / stats[2].item(),
+                  "train_acc": stats[1].item() / stats[2].item(), "val_acc": val_acc, "seconds": time.time() - began}
+        if world.is_main:
+            with open(run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            checkpoint.save({"epoch": epoch + 1, "state_dict": model.state_dict(), "optimizer": opt.state_dict(),
+                             "scheduler": sched.state_dict(), "best_val": best_val, "best_state": best_state},
+                            run_dir / LAST)
+            print(f"epoch {epoch + 1}/{t.epochs}  loss {record['train_loss']:.4f}  train acc {record['train_acc']:.4f}"
+                  f"  val acc {val_acc:.4f}  ({record['seconds']:.1f}s)")
+    model.load_state_dict(best_state)
+    result = _finish(cfg, model, data, best_val)
+    if world.is_main:
+        checkpoint.save(result, run_dir / CLASSIFIER)
+        (run_dir / LAST).unlink(missing_ok=True)
+        print(f"classifier: best val acc {best_val:.4f}, test acc {result['test_acc']:.4f} -> {run_dir / CLASSIFIER}")
+    barrier(world)
+    return result
+
+
+def _keep_metrics_upto(path: Path, epoch: int) -> None:
+    """Drop records of epochs after the resumed checkpoint (written before a crash), so none repeats."""
+    if path.exists():
+        lines = [line for line in path.read_text().splitlines() if json.loads(line)["epoch"] <= epoch]
+        path.write_text("".join(line + "\n" for line in lines))
+
+
+def _finish(cfg: Config, model: TappedClassifier, data: Dataset, best_val: float) -> dict:
+    return {
+        "model_config": cfg.model.model_dump(mode="json"),
+        "in_channels": data.channels,
+        "num_classes": data.num_classes,
+        "classes": list(data.classes),
+        "input_size": [data.height, data.width],
+        "dataset": data.name,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "epoch": cfg.train.epochs,
+        "val_acc": best_val,
+        "test_acc": accuracy(model, data.test.images, data.test.labels, cfg.train.eval_batch_size),
+    }

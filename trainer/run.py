@@ -1,0 +1,72 @@
+"""`trainer fit`: the stages of a run, each cached in the run directory.
+
+classifier -> detectors -> experiments. A stage whose outputs exist is loaded, not redone,
+so rerunning a finished config does no work and an interrupted one resumes where it stopped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from common.config import ConfigError, dump_config
+from trainer.classify import train_classifier
+from trainer.config import Config
+from trainer.data import Dataset, load_dataset
+from trainer.distributed import World, init_world
+from trainer.models.build import load_classifier
+from trainer.models.tapped import TappedClassifier
+
+
+@dataclass
+class RunContext:
+    """What the stages after the classifier share."""
+
+    cfg: Config
+    run_dir: Path
+    device: torch.device
+    dataset: Dataset
+    classifier: TappedClassifier  # eval mode, frozen
+    classifier_ckpt: dict
+    is_main: bool
+
+
+def pick_device(choice: str, world: World) -> torch.device:
+    """`auto` means CUDA when present; under torchrun each process takes its local GPU."""
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("device: cuda requested but no CUDA device is available")
+        return torch.device("cuda", world.local_rank)
+    return torch.device("cpu")
+
+
+def fit(cfg: Config) -> RunContext:
+    """Run every stage of `cfg` that is not already done."""
+    kind = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+    world = init_world(kind)
+    device = pick_device(cfg.device, world)
+    run_dir = Path(cfg.run_dir)
+    if world.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, run_dir / "config.yaml")
+        print(f"run directory {run_dir}  device {device}  processes {world.size}")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    dataset = load_dataset(cfg.data)
+    train_classifier(cfg, dataset, device, world)
+    classifier, ckpt = load_classifier(run_dir, device)
+    classifier.requires_grad_(False)
+    ctx = RunContext(cfg, run_dir, device, dataset, classifier, ckpt, world.is_main)
+    _later_stages(ctx)
+    return ctx
+
+
+def _later_stages(ctx: RunContext) -> None:
+    from trainer.detect import run_detector_stage
+    from trainer.experiments import run_experiments
+
+    run_detector_stage(ctx)
+    run_experiments(ctx)
