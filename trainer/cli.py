@@ -13,11 +13,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Train the classifier, the adversary detectors and run the paper's experiments.")
 
 
-@app.callback()
-def _root() -> None:
-    """Keeps `fit` a subcommand even while it is the only one."""
-
-
 @app.command()
 def fit(
     config: Path = typer.Option(..., "--config", "-c", help="YAML config, e.g. configs/fashion-mnist.yaml (schema: trainer/config.py)."),
@@ -45,6 +40,36 @@ def fit(
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         raise typer.Exit(130) from None
+
+
+@app.command("demo-stream")
+def demo_stream(
+    run: Path = typer.Option(..., "--run", help="A finished run directory (classifier and detector trained)."),
+    out: Path = typer.Option(Path("demo"), "--out", help="Where frames/%05d.png and labels.json are written."),
+    detector: Optional[str] = typer.Option(None, "--detector", help="Detector whose adversary attacks the frames; default: the run's `deploy`."),
+    frames: int = typer.Option(400, "--frames", min=1, help="Frames in the stream, drawn in order from the test set."),
+    burst: int = typer.Option(8, "--burst", min=1, help="Consecutive adversarial frames per burst."),
+    period: int = typer.Option(40, "--period", min=2, help="A burst starts mid-way through every PERIOD frames."),
+) -> None:
+    """Write a lossless demo stream of test images with adversarial bursts at known frames.
+
+    Feed it to `agent watch --source OUT/frames/%05d.png --labels OUT/labels.json` to see
+    alerts fire on the bursts and get detection and false-alarm rates.
+    """
+    from trainer.checkpoint import CheckpointError
+    from trainer.data import DataError
+    from trainer.demo_stream import write_demo_stream
+
+    if burst >= period:
+        print("error: --burst must be shorter than --period", file=sys.stderr)
+        raise typer.Exit(2)
+    try:
+        result = write_demo_stream(run, out, detector, frames, burst, period)
+    except (ConfigError, DataError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    print(f"{result['frames']} frames ({len(result['adversarial'])} adversarial, {result['classifier_fooled']:.0%} of them "
+          f"fool the classifier) -> {out / 'frames'}; labels -> {out / 'labels.json'}")
 
 
 def main() -> None:

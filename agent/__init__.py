@@ -1,0 +1,1 @@
+"""On-vehicle agent: watch a camera with an exported ONNX model and raise adversarial-perturbation alerts."""

@@ -1,0 +1,144 @@
+"""Typed schema of `configs/agent.yaml`.
+
+Every field has a default that is safe on a vehicle, so the agent runs without a config
+file; `load_agent_config` reads the YAML and `--set key=value` overrides through the
+shared loader, which turns any bad value into one line naming the key and its YAML line.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from common.config import Schema, load_config
+
+
+class CameraConfig(Schema):
+    """How the watched source is named in events, metrics and MQTT topics."""
+
+    name: str | None = Field(None, min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+
+
+class CaptureConfig(Schema):
+    """Opening, reading and reconnecting the video source."""
+
+    # auto: camera indices and network URLs are live, files and image sequences are not.
+    mode: Literal["auto", "live", "file"] = "auto"
+    open_timeout_s: float = Field(10.0, gt=0)
+    read_timeout_s: float = Field(5.0, gt=0)
+    reconnect_initial_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    # A file that fails this many times in a row at the same frame is treated as ended.
+    file_retries: int = Field(3, ge=1)
+    # Frames decoded ahead of inference for file sources (bounded, so memory is too).
+    file_queue: int = Field(16, ge=1)
+    # Requested camera format; None leaves the driver's default.
+    width: int | None = Field(None, gt=0)
+    height: int | None = Field(None, gt=0)
+    fps: float | None = Field(None, gt=0)
+
+    # Cross-field checks sit on the later field, so the error names (and points at) a key.
+    @field_validator("reconnect_max_s")
+    @classmethod
+    def _backoff_order(cls, value: float, info: ValidationInfo) -> float:
+        initial = info.data.get("reconnect_initial_s")
+        if initial is not None and value < initial:
+            raise ValueError(f"must be >= reconnect_initial_s ({initial})")
+        return value
+
+
+class InferenceConfig(Schema):
+    """ONNX Runtime session settings."""
+
+    # The most capable provider to try: auto = TensorRT, then CUDA, then CPU; the first
+    # that really loads is kept, and CPU is always the last resort.
+    provider: Literal["auto", "tensorrt", "cuda", "cpu"] = "auto"
+    intra_op_threads: int = Field(0, ge=0)  # 0: ONNX Runtime's default (one per core)
+    inter_op_threads: int = Field(0, ge=0)
+    # Busy-waiting worker threads cut latency but burn a core that capture needs on small CPUs.
+    spin: bool = False
+    # Frames per inference call for file sources; live sources always use 1 (newest frame).
+    batch_size: int = Field(8, ge=1, le=256)
+    warmup_runs: int = Field(3, ge=0)
+    trt_cache_dir: Path = Path("trt-cache")
+
+
+class AlertConfig(Schema):
+    """Alert threshold and debouncing (k of the last n frames raise, m below clear)."""
+
+    threshold: float | None = Field(None, ge=0, le=1)  # None: the model's `threshold` metadata
+    k: int = Field(3, ge=1)
+    n: int = Field(5, ge=1)
+    clear_after: int = Field(10, ge=1)
+    # Frames after an alert clears during which no new alert is raised.
+    cooldown_frames: int = Field(30, ge=0)
+    snapshot_dir: Path = Path("alerts/snapshots")
+
+    @field_validator("n")
+    @classmethod
+    def _k_le_n(cls, value: int, info: ValidationInfo) -> int:
+        k = info.data.get("k")
+        if k is not None and value < k:
+            raise ValueError(f"must be >= k ({k})")
+        return value
+
+
+class MqttConfig(Schema):
+    """MQTT sink: QoS 1 alerts from a durable spool, retained online/offline status."""
+
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str | None = None  # None: adversary-detector-<camera>
+    username: str | None = None
+    password_file: Path | None = None
+    ca_file: Path | None = None  # set to use TLS
+    # {camera} is replaced by the camera name.
+    alert_topic: str = "adversary-detector/{camera}/alerts"
+    status_topic: str = "adversary-detector/{camera}/status"
+    keepalive_s: int = Field(30, ge=5)
+    spool_path: Path = Path("mqtt-spool.sqlite3")
+    reconnect_min_s: float = Field(1.0, gt=0)
+    reconnect_max_s: float = Field(60.0, gt=0)
+    # On shutdown, how long to keep delivering spooled alerts before leaving them for the next start.
+    flush_timeout_s: float = Field(10.0, ge=0)
+
+
+class SinkConfig(Schema):
+    """Where alert events go."""
+
+    stdout: bool = True
+    jsonl: Path | None = Path("alerts/alerts.jsonl")
+    mqtt: MqttConfig = MqttConfig()
+
+
+class MetricsConfig(Schema):
+    """Prometheus endpoint."""
+
+    port: int = Field(9108, ge=0, le=65535)  # 0 disables the endpoint
+    address: str = "127.0.0.1"
+
+
+class LoggingConfig(Schema):
+    """Log verbosity and the periodic one-line status."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    stats_interval_s: float = Field(60.0, gt=0)
+
+
+class AgentConfig(Schema):
+    """The whole `agent` configuration."""
+
+    camera: CameraConfig = CameraConfig()
+    capture: CaptureConfig = CaptureConfig()
+    inference: InferenceConfig = InferenceConfig()
+    alerts: AlertConfig = AlertConfig()
+    sinks: SinkConfig = SinkConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+
+def load_agent_config(path: str | Path | None, overrides: list[str] = ()) -> AgentConfig:
+    """Load and validate the agent config; raises `common.config.ConfigError` with one line."""
+    return load_config(AgentConfig, path, list(overrides))

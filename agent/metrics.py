@@ -1,0 +1,49 @@
+"""Prometheus metrics of one agent, in its own registry."""
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS_MS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 250, 500, 1000, 2500)
+
+
+class Metrics:
+    """Counters, gauges and latency histograms (milliseconds) the watch loop updates."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.frames = Counter("agent_frames", "Frames run through the detector", registry=r)
+        self.fps = Gauge("agent_fps", "Frames per second over the last stats interval", registry=r)
+        self.inference_ms = Histogram("agent_inference_latency_ms", "ONNX Runtime time per frame (ms)",
+                                      buckets=LATENCY_BUCKETS_MS, registry=r)
+        self.frame_latency_ms = Histogram("agent_frame_latency_ms", "Decode to alert decision per frame (ms)",
+                                          buckets=LATENCY_BUCKETS_MS, registry=r)
+        self.alerts = Counter("agent_alerts", "Alerts raised", registry=r)
+        self.reconnects = Counter("agent_source_reconnects", "Times the source was reopened", registry=r)
+        self.dropped = Counter("agent_dropped_frames", "Live frames skipped because a newer one arrived", registry=r)
+        self.p_adv = Gauge("agent_p_adv", "p_adv of the latest frame", registry=r)
+        self.provider = Gauge("agent_inference_provider", "ONNX Runtime execution provider in use (1)",
+                              ["provider"], registry=r)
+        self.info = Gauge("agent_info", "Camera and model being watched (1)", ["camera", "model_sha256"], registry=r)
+        self.ready = Gauge("agent_ready", "1 once warm-up is done and frames are being processed", registry=r)
+        self.spool_pending = Gauge("agent_mqtt_spool_pending", "Alerts waiting for the MQTT broker", registry=r)
+        self.mqtt_connected = Gauge("agent_mqtt_connected", "1 while connected to the MQTT broker", registry=r)
+        self._server = None
+
+    def serve(self, address: str, port: int) -> None:
+        """Expose /metrics on address:port (port 0: not at all)."""
+        if port:
+            try:
+                self._server, _ = start_http_server(port, addr=address, registry=self.registry)
+            except OSError as exc:
+                raise OSError(exc.errno, f"metrics endpoint {address}:{port}: {exc.strerror}") from None
+            log.info("metrics on http://%s:%d/metrics", address, port)
+
+    def close(self) -> None:
+        """Stop the HTTP endpoint."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

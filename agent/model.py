@@ -1,0 +1,226 @@
+"""The exported model: manifest check, metadata, ONNX Runtime session and preprocessing.
+
+Only the `.onnx` file and its sidecar manifest are read (docs/ONNX_CONTRACT.md); nothing
+from the trainer is needed, so any model the export produces can be watched with.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from agent.config import InferenceConfig
+from agent.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+CONTRACT_FORMAT = "adversary-detector/1"
+REQUIRED_KEYS = ("format", "class_names", "input_height", "input_width", "input_channels",
+                 "color_order", "resize_interpolation", "threshold")
+INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR,
+                  "nearest": cv2.INTER_NEAREST, "cubic": cv2.INTER_CUBIC}
+PROVIDER_ORDER = {
+    "auto": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "cpu": ["CPUExecutionProvider"],
+}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A verified model file and the metadata the agent acts on."""
+
+    path: Path
+    sha256: str
+    size: int
+    metadata: dict[str, str]
+    class_names: list[str]
+    height: int
+    width: int
+    channels: int
+    color_order: str
+    interpolation: int
+    threshold: float
+
+
+def manifest_path(model: Path) -> Path:
+    """`MODEL.onnx.manifest.json` next to `MODEL.onnx`."""
+    return model.with_name(model.name + ".manifest.json")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _parse_metadata(meta: dict[str, str], where: str) -> dict:
+    missing = [key for key in REQUIRED_KEYS if key not in meta]
+    if missing:
+        raise ModelError(f"{where}: metadata lacks {', '.join(missing)}")
+    if meta["format"] != CONTRACT_FORMAT:
+        raise ModelError(f"{where}: metadata format {meta['format']!r}, expected {CONTRACT_FORMAT!r}")
+    try:
+        names = json.loads(meta["class_names"])
+        shape = int(meta["input_height"]), int(meta["input_width"]), int(meta["input_channels"])
+        threshold = float(meta["threshold"])
+    except (ValueError, TypeError) as exc:
+        raise ModelError(f"{where}: malformed metadata ({exc})") from None
+    if not isinstance(names, list) or not names:
+        raise ModelError(f"{where}: metadata class_names must be a non-empty JSON list")
+    if min(shape) < 1 or shape[2] not in (1, 3):
+        raise ModelError(f"{where}: metadata input shape {shape} is not HxWx1 or HxWx3")
+    order = meta["color_order"]
+    if (order, shape[2]) not in (("BGR", 3), ("GRAY", 1)):
+        raise ModelError(f"{where}: metadata color_order {order!r} does not fit {shape[2]} channels")
+    if meta["resize_interpolation"] not in INTERPOLATIONS:
+        raise ModelError(f"{where}: unknown resize_interpolation {meta['resize_interpolation']!r}")
+    if not 0.0 <= threshold <= 1.0:
+        raise ModelError(f"{where}: metadata threshold {threshold} is outside [0, 1]")
+    return {"class_names": [str(n) for n in names], "height": shape[0], "width": shape[1],
+            "channels": shape[2], "color_order": order,
+            "interpolation": INTERPOLATIONS[meta["resize_interpolation"]], "threshold": threshold}
+
+
+def verify_model(path: str | Path) -> ModelInfo:
+    """Check the model against its manifest (size, sha256, metadata); raise `ModelError` if not usable.
+
+    The graph itself is checked when the session is created (`Detector`).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model not found: {path}")
+    mpath = manifest_path(path)
+    if not mpath.is_file():
+        raise ModelError(f"model has no manifest: {mpath} not found")
+    try:
+        manifest = json.loads(mpath.read_text())
+        expected_sha, expected_size = str(manifest["sha256"]).lower(), int(manifest["size"])
+        metadata = manifest["metadata"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"manifest {mpath} is malformed ({type(exc).__name__}: {exc})") from None
+    if not isinstance(metadata, dict):
+        raise ModelError(f"manifest {mpath}: metadata must be an object")
+    size = path.stat().st_size
+    if size != expected_size:
+        raise ModelError(f"model {path} is {size} bytes, manifest says {expected_size} (truncated or replaced)")
+    sha = _sha256(path)
+    if sha != expected_sha:
+        raise ModelError(f"model {path} sha256 {sha[:12]}... does not match manifest {expected_sha[:12]}... (tampered)")
+    metadata = {str(k): str(v) for k, v in metadata.items()}
+    parsed = _parse_metadata(metadata, str(mpath))
+    return ModelInfo(path=path, sha256=sha, size=size, metadata=metadata, **parsed)
+
+
+def _session_options(cfg: InferenceConfig) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = cfg.intra_op_threads
+    opts.inter_op_num_threads = cfg.inter_op_threads
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if cfg.spin else "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if cfg.spin else "0")
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return opts
+
+
+def _provider_options(name: str, cfg: InferenceConfig, info: ModelInfo) -> dict:
+    if name == "TensorrtExecutionProvider":
+        return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cfg.trt_cache_dir),
+                "trt_fp16_enable": info.metadata.get("precision") == "fp16"}
+    return {}
+
+
+def create_session(info: ModelInfo, cfg: InferenceConfig) -> ort.InferenceSession:
+    """Create the session on the most capable provider that really works here.
+
+    A provider can be listed by ONNX Runtime and still fail to load (missing CUDA or
+    TensorRT libraries); ORT then logs errors and silently runs on CPU. Each candidate is
+    therefore tried with ORT's logging muted and kept only if it is the session's first
+    provider, so the log shows the one choice made instead of a wall of load failures.
+    """
+    available = set(ort.get_available_providers())
+    candidates = [p for p in PROVIDER_ORDER[cfg.provider] if p in available or p == "CPUExecutionProvider"]
+    last_error = None
+    for name in candidates:
+        providers = [(name, _provider_options(name, cfg, info))]
+        if name != "CPUExecutionProvider":
+            providers.append(("CPUExecutionProvider", {}))
+        if name == "TensorrtExecutionProvider":
+            cfg.trt_cache_dir.mkdir(parents=True, exist_ok=True)
+        opts = _session_options(cfg)
+        opts.log_severity_level = 4 if name != "CPUExecutionProvider" else 3
+        ort.set_default_logger_severity(4)
+        try:
+            with warnings.catch_warnings():  # ORT also warns in Python about providers it lacks
+                warnings.simplefilter("ignore")
+                session = ort.InferenceSession(str(info.path), sess_options=opts, providers=providers)
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
+            last_error = exc
+            continue
+        finally:
+            ort.set_default_logger_severity(3)
+        if session.get_providers()[0] == name:
+            _check_graph(session, info)
+            return session
+        log.debug("provider %s listed but not usable here", name)
+    first_line = str(last_error).strip().splitlines()[0] if last_error else "no provider"
+    raise ModelError(f"model {info.path} cannot be loaded by ONNX Runtime: {first_line}")
+
+
+def _check_graph(session: ort.InferenceSession, info: ModelInfo) -> None:
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name for o in session.get_outputs()}
+    frames = inputs.get("frames")
+    if frames is None or frames.type != "tensor(uint8)" or len(frames.shape) != 4:
+        raise ModelError(f"model {info.path}: graph needs a uint8 input 'frames' [N,H,W,C]")
+    if not {"probs", "p_adv"} <= outputs:
+        raise ModelError(f"model {info.path}: graph needs outputs 'probs' and 'p_adv', has {sorted(outputs)}")
+    embedded = session.get_modelmeta().custom_metadata_map
+    differing = sorted(k for k in info.metadata if embedded.get(k) != info.metadata[k])
+    if differing:
+        raise ModelError(f"model {info.path}: metadata differs from its manifest in {', '.join(differing)}")
+
+
+class Detector:
+    """Runs the fused classifier + detector graph on frames as OpenCV delivers them."""
+
+    def __init__(self, info: ModelInfo, cfg: InferenceConfig):
+        self.info = info
+        self.session = create_session(info, cfg)
+        self.provider = self.session.get_providers()[0]
+        self._size = (info.width, info.height)  # cv2 takes (w, h)
+
+    def prepare(self, frame: np.ndarray) -> np.ndarray:
+        """Resize one BGR (or grey) frame to the model's input as uint8 HxWxC, no lossy step."""
+        if frame.ndim == 3 and frame.shape[2] == 4:
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+        if self.info.channels == 1 and frame.ndim == 3:
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        elif self.info.channels == 3 and frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        if frame.shape[1] != self.info.width or frame.shape[0] != self.info.height:
+            frame = cv2.resize(frame, self._size, interpolation=self.info.interpolation)
+        if frame.ndim == 2:
+            frame = frame[:, :, None]
+        return frame
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run a uint8 [N,H,W,C] batch; return (probs [N,K], p_adv [N])."""
+        probs, p_adv = self.session.run(["probs", "p_adv"], {"frames": batch})
+        return probs, p_adv.reshape(-1)
+
+    def warmup(self, runs: int, batch_sizes: tuple[int, ...] = (1,)) -> None:
+        """Run the graph on black frames so the first real frame does not pay for allocation."""
+        for size in batch_sizes:
+            dummy = np.zeros((size, self.info.height, self.info.width, self.info.channels), np.uint8)
+            for _ in range(runs):
+                self.infer(dummy)

@@ -1,0 +1,55 @@
+"""A durable FIFO of messages waiting for the broker, kept in SQLite.
+
+Rows are written (and synced) before an alert counts as raised and deleted only after the
+broker acknowledged them, so alerts survive a broker outage and an agent restart, and are
+delivered oldest first.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from agent.errors import AgentError
+
+
+class Spool:
+    """Ordered, persistent queue of (topic, payload) pairs; safe to use from several threads."""
+
+    def __init__(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a committed alert is on disk before emit() returns.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS spool ("
+                             "id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL)")
+        except sqlite3.DatabaseError as exc:
+            raise AgentError(f"MQTT spool {path} cannot be used: {exc}") from None
+
+    def put(self, topic: str, payload: bytes) -> int:
+        """Append a message; returns its id."""
+        with self._lock:
+            return self._db.execute("INSERT INTO spool (topic, payload) VALUES (?, ?)", (topic, payload)).lastrowid
+
+    def head(self) -> tuple[int, str, bytes] | None:
+        """The oldest message, or None when the spool is empty."""
+        with self._lock:
+            return self._db.execute("SELECT id, topic, payload FROM spool ORDER BY id LIMIT 1").fetchone()
+
+    def ack(self, row_id: int) -> None:
+        """Forget a delivered message."""
+        with self._lock:
+            self._db.execute("DELETE FROM spool WHERE id = ?", (row_id,))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM spool").fetchone()[0]
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
