@@ -14,6 +14,7 @@ from agent.config import AgentConfig, load_agent_config
 from agent.errors import AgentError
 from agent.logs import setup_logging
 from agent.model import Detector, verify_model
+from agent.scoring import LabelledScore
 from common.config import ConfigError
 
 log = logging.getLogger("agent")
@@ -49,7 +50,11 @@ def _load(config: Optional[Path], overrides: Optional[list[str]]) -> AgentConfig
 def watch(model: Path = MODEL, camera: Optional[int] = CAMERA, source: Optional[str] = SOURCE,
           config: Optional[Path] = CONFIG, set_: Optional[list[str]] = SET,
           max_frames: Optional[int] = typer.Option(None, "--max-frames", metavar="N", min=1,
-                                                   help="Stop after N frames (default: until the source ends or SIGTERM).")) -> None:
+                                                   help="Stop after N frames (default: until the source ends or SIGTERM)."),
+          labels: Optional[Path] = typer.Option(None, "--labels", metavar="JSON",
+                                                help="Replay of labelled footage: {\"adversarial\": [frame indices]} "
+                                                     "(as `trainer demo-stream` writes); adds detection and false-alarm "
+                                                     "rates to the closing summary.")) -> None:
     """Run the detector on every frame and publish debounced alerts (until the source ends or SIGTERM)."""
     from agent.watch import Watch  # after config errors, so `--help` and bad configs stay fast
 
@@ -65,10 +70,15 @@ def watch(model: Path = MODEL, camera: Optional[int] = CAMERA, source: Optional[
     signal.signal(signal.SIGINT, on_signal)
     try:
         spec = parse_source(camera, source, cfg.capture.mode)
-        runner = Watch(cfg, model, spec, stop=stop)
+        score = LabelledScore.load(labels) if labels else None
+        runner = Watch(cfg, model, spec, stop=stop, score=score)
     except AgentError as exc:
         _fail(str(exc))
-    runner.run(max_frames)
+    summary = runner.run(max_frames)
+    lines = [f"summary: {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.0f} fps), "
+             f"{summary.alerts} alert(s), {summary.reconnects} reconnect(s), {summary.dropped} dropped, "
+             f"threshold {runner.threshold:.4f}, provider {summary.provider}"]
+    typer.echo("\n".join(lines + (score.lines() if score else [])), err=True)
 
 
 @app.command()

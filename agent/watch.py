@@ -17,6 +17,7 @@ from agent.debounce import Debouncer
 from agent.errors import AgentError
 from agent.metrics import Metrics
 from agent.model import Detector, verify_model
+from agent.scoring import LabelledScore
 from agent.sinks import FanOut, Sink
 from agent.sinks.jsonl import JsonlSink
 from agent.sinks.mqtt import MqttSink
@@ -68,8 +69,9 @@ class Watch:
 
     def __init__(self, cfg: AgentConfig, model: str | Path, spec: SourceSpec, *,
                  stop: threading.Event | None = None, notifier: Notifier | None = None,
-                 record: bool = False) -> None:
+                 record: bool = False, score: LabelledScore | None = None) -> None:
         self.cfg = cfg
+        self.score = score
         self.stop = stop or threading.Event()
         self.notifier = notifier or Notifier()
         self.record = record
@@ -185,7 +187,10 @@ class Watch:
         self._maybe_report()
 
     def _decide(self, frame: Frame, probs: np.ndarray, p_adv: float) -> None:
-        transition = self.debouncer.update(p_adv > self.threshold)
+        over = p_adv > self.threshold
+        transition = self.debouncer.update(over)
+        if self.score is not None:
+            self.score.frame(frame.index, over)
         if transition == "clear":
             log.info("alert on %s cleared at frame %d", self.camera, frame.index)
         if transition != "raise":
@@ -201,6 +206,8 @@ class Watch:
         log.warning("ALERT %s frame %d p_adv=%.3f (threshold %.3f) predicted %s", self.camera, frame.index,
                     p_adv, self.threshold, event["predicted_class"])
         self.sinks.emit(event)
+        if self.score is not None:
+            self.score.alert(frame.index)
         self.summary.alerts += 1
         self.metrics.alerts.inc()
 

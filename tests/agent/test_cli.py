@@ -122,3 +122,24 @@ def test_shipped_config_is_the_defaults():
     from agent.config import AgentConfig, load_agent_config
 
     assert load_agent_config(Path(__file__).parents[2] / "configs" / "agent.yaml") == AgentConfig()
+
+
+def test_watch_scores_a_labelled_replay(model_path, tmp_path):
+    source = write_sequence(tmp_path / "replay", make_frames(30, adversarial=[5, 6, 7, 20, 21]))
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"adversarial": [5, 6, 7, 20, 21]}))
+    cfg = write_config(tmp_path / "agent.yaml", tmp_path)
+    result = runner.invoke(app, ["watch", "--model", str(model_path), "--source", source, "--config", str(cfg),
+                                 "--labels", str(labels)])
+    assert result.exit_code == 0, result.output
+    assert "summary: 30 frames" in result.stderr
+    assert "detection rate on adversarial frames: 5/5 = 100.0%" in result.stderr
+    assert "false alarms on clean frames:         0/25 = 0.0%" in result.stderr
+    assert "alerts on adversarial frames: 2, elsewhere: 0" in result.stderr
+
+
+def test_watch_rejects_a_bad_labels_file(model_path, sequence, tmp_path):
+    bad = tmp_path / "labels.json"
+    bad.write_text("[1, 2]")
+    one_error_line(runner.invoke(app, ["watch", "--model", str(model_path), "--source", sequence,
+                                       "--labels", str(bad)]), "labels file")
