@@ -1,0 +1,107 @@
+"""Attacks by name, so configs can say `{name: iterative_l2, eps: 40}`; batched runs over whole sets."""
+from __future__ import annotations
+
+import inspect
+from functools import partial
+from typing import Callable, Literal, Optional
+
+import torch
+from pydantic import Field, PositiveInt, model_validator
+from torch import nn
+from tqdm import tqdm
+
+from common.config import Schema
+from trainer.attacks._ops import model_device
+from trainer.attacks.adaptive import adaptive
+from trainer.attacks.deepfool import deepfool
+from trainer.attacks.dynamic import dynamic
+from trainer.attacks.fast import fast
+from trainer.attacks.iterative import iterative_l2, iterative_linf
+
+# The paper's adversaries (Sec. 3.1, 3.3) and the adaptive attack. DeepFool's two norms are
+# two adversaries in the paper, so each has its own name.
+ATTACKS: dict[str, Callable[..., torch.Tensor]] = {
+    "fast": fast,
+    "iterative_linf": iterative_linf,
+    "iterative_l2": iterative_l2,
+    "deepfool_l2": partial(deepfool, norm="l2"),
+    "deepfool_linf": partial(deepfool, norm="linf"),
+    "dynamic": dynamic,
+    "adaptive": adaptive,
+}
+_DATA_ARGS = ("model", "detector_logit", "x", "y")
+
+
+def _parameters(name: str) -> dict[str, inspect.Parameter]:
+    """The budget/hyper-parameters an attack takes: its signature minus data arguments and fixed keywords."""
+    fn = ATTACKS[name]
+    fixed = fn.keywords if isinstance(fn, partial) else {}
+    return {k: p for k, p in inspect.signature(fn).parameters.items() if k not in _DATA_ARGS and k not in fixed}
+
+
+def needs_detector(name: str) -> bool:
+    """Whether the attack also differentiates through the detector (dynamic, adaptive)."""
+    return "detector_logit" in inspect.signature(ATTACKS[name]).parameters
+
+
+class AttackSpec(Schema):
+    """One adversary and its parameters, in the paper's 0..255 units; unset parameters take the attack's defaults."""
+
+    name: str = Field(description=f"one of {', '.join(ATTACKS)}")
+    eps: Optional[float] = Field(None, gt=0, description="budget: l_inf or l_2 radius in 0..255 units")
+    alpha: Optional[float] = Field(None, gt=0, description="step size of iterative methods")
+    steps: Optional[PositiveInt] = None
+    sigma: Optional[float] = Field(None, ge=0, le=1, description="dynamic: weight of the detector's gradient")
+    overshoot: Optional[float] = Field(None, ge=0, description="deepfool")
+    max_iter: Optional[PositiveInt] = Field(None, description="deepfool")
+    linf_cap: Optional[float] = Field(None, gt=0, description="deepfool: bound on the total l_inf change (Sec. 4.2: 6)")
+    restarts: Optional[PositiveInt] = Field(None, description="adaptive")
+    threshold: Optional[float] = Field(None, gt=0, lt=1, description="adaptive: the deployed p_adv threshold")
+    norm: Optional[Literal["l2", "linf"]] = Field(None, description="adaptive")
+    margin: Optional[float] = Field(None, ge=0, description="adaptive: hinge margin in logits")
+
+    @model_validator(mode="after")
+    def _fits_attack(self) -> "AttackSpec":
+        if self.name not in ATTACKS:
+            raise ValueError(f"unknown attack {self.name!r}; known: {', '.join(ATTACKS)}")
+        accepted = _parameters(self.name)
+        extra = sorted(set(self.params()) - set(accepted))
+        if extra:
+            raise ValueError(f"{self.name} takes no {', '.join(extra)}; it takes {', '.join(accepted)}")
+        missing = [k for k, p in accepted.items() if p.default is inspect.Parameter.empty and k not in self.params()]
+        if missing:
+            raise ValueError(f"{self.name} needs {', '.join(missing)}")
+        return self
+
+    def params(self) -> dict:
+        """The keyword arguments to pass to the attack (the parameters that were set)."""
+        return self.model_dump(exclude={"name"}, exclude_none=True)
+
+
+def attack_key(spec: AttackSpec) -> str:
+    """Stable, filename-safe name of an attack and its set parameters, e.g. 'iterative_l2-eps40'."""
+    parts = [f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}" for k, v in spec.params().items()]
+    return "-".join([spec.name, *parts])
+
+
+def run_attack(spec: AttackSpec, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+               detector_logit: Callable[[torch.Tensor], torch.Tensor] | None = None,
+               batch_size: int = 256, progress: bool = False) -> torch.Tensor:
+    """Attacks a whole set (uint8 or float images in 0..255) batch by batch on the model's device.
+
+    Returns float32 adversarial images in 0..255 on x's device.
+    """
+    attack = ATTACKS[spec.name]
+    data: tuple = ()
+    if needs_detector(spec.name):
+        if detector_logit is None:
+            raise ValueError(f"{spec.name} attacks a detector: pass detector_logit")
+        data = (detector_logit,)
+    device = model_device(model) or x.device
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    starts = range(0, len(x), batch_size)
+    for i in tqdm(starts, desc=attack_key(spec), unit="batch", disable=not progress):
+        xb = x[i : i + batch_size].to(device, torch.float32)
+        yb = y[i : i + batch_size].to(device, torch.long)
+        out[i : i + batch_size] = attack(model, *data, xb, yb, **spec.params()).detach().to(x.device)
+    return out
