@@ -1,0 +1,76 @@
+"""The sidecar manifest `MODEL.onnx.manifest.json`: the `.onnx` file's size and sha256, plus its metadata.
+
+Free of torch (and of onnx) on purpose: checking a model against its manifest is what a
+deployment does before loading it, so this must stay importable with the runtime set alone.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from export.errors import ExportError
+
+
+def manifest_path(model: str | Path) -> Path:
+    """`MODEL.onnx.manifest.json` next to `MODEL.onnx`."""
+    model = Path(model)
+    return model.with_name(model.name + ".manifest.json")
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write `data` through a temp file and rename, so a crash never leaves half a file under `path`."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_manifest(model: str | Path, metadata: dict[str, str]) -> Path:
+    """Hash `model` and write its manifest; returns the manifest's path."""
+    model = Path(model)
+    manifest = {"file": model.name, "sha256": sha256_file(model), "size": model.stat().st_size,
+                "metadata": dict(metadata)}
+    path = manifest_path(model)
+    write_atomic(path, (json.dumps(manifest, indent=2) + "\n").encode())
+    return path
+
+
+def check_manifest(model: str | Path) -> dict:
+    """The manifest of `model` if the file's size and sha256 match it; `ExportError` otherwise.
+
+    A missing manifest is refused too: a model without one was never verified by `export onnx`.
+    """
+    model = Path(model)
+    if not model.is_file():
+        raise ExportError(f"model not found: {model}")
+    path = manifest_path(model)
+    if not path.is_file():
+        raise ExportError(f"model has no manifest: {path} not found")
+    try:
+        manifest = json.loads(path.read_text())
+        sha, size, metadata = str(manifest["sha256"]).lower(), int(manifest["size"]), manifest["metadata"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ExportError(f"manifest {path} is malformed ({type(exc).__name__}: {exc})") from None
+    if not isinstance(metadata, dict):
+        raise ExportError(f"manifest {path}: metadata must be a JSON object")
+    actual_size = model.stat().st_size
+    if actual_size != size:
+        raise ExportError(f"model {model} is {actual_size} bytes, manifest says {size} (truncated or replaced)")
+    actual_sha = sha256_file(model)
+    if actual_sha != sha:
+        raise ExportError(f"model {model} sha256 {actual_sha[:12]}... does not match manifest {sha[:12]}... (tampered)")
+    return manifest

@@ -1,0 +1,61 @@
+"""The fused graph computes what the PyTorch model computes, from camera frames."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from export.compare import session_outputs, to_frames, torch_outputs
+from export.errors import ExportError
+from export.graph import FramesToImages
+from export.pipeline import export_onnx
+from export.rundir import load_run
+from export.verify import open_session
+
+ATOL = 1e-4
+
+
+@pytest.mark.parametrize("kind", ["clean", "adversarial"])
+def test_fp32_matches_pytorch(run_dir, exported, kind):
+    run = load_run(run_dir)
+    images = getattr(run.images, kind)
+    probs, p_adv = session_outputs(open_session(exported[0]), images)
+    ref_probs, ref_p_adv = torch_outputs(run, images)
+    assert np.abs(probs - ref_probs).max() <= ATOL
+    assert np.abs(p_adv - ref_p_adv).max() <= ATOL
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+def test_batch_sizes_run(run_dir, exported, batch):
+    run = load_run(run_dir)
+    images = run.images.clean[:batch]
+    probs, p_adv = open_session(exported[0]).run(["probs", "p_adv"], {"frames": to_frames(images)})
+    assert probs.shape == (batch, 4) and p_adv.shape == (batch,)
+    assert np.abs(probs - torch_outputs(run, images)[0]).max() <= ATOL
+
+
+def test_trunk_is_computed_once(exported):
+    """One graph, one copy of the trunk: as many Convs as the classifier and detector have together."""
+    convs = sum(node.op_type == "Conv" for node in onnx.load(exported[0]).graph.node)
+    run_convs = 1 + 3 * 2 + 2 + 4  # ResNet-8: stem, 3 blocks x 2, 2 projections; detector: 4
+    assert convs == run_convs
+
+
+def test_grey_run(make_run, tmp_path):
+    """C=1: GRAY metadata, a [N, H, W, 1] input, and parity with no channel flip."""
+    run_dir = make_run(tmp_path / "grey", channels=1)
+    out, report = export_onnx(run_dir, out=tmp_path / "grey.onnx")
+    meta = dict(open_session(out).get_modelmeta().custom_metadata_map)
+    assert meta["color_order"] == "GRAY" and meta["input_channels"] == "1"
+    run = load_run(run_dir)
+    probs, p_adv = session_outputs(open_session(out), run.images.adversarial)
+    assert np.abs(p_adv - torch_outputs(run, run.images.adversarial)[1]).max() <= ATOL
+
+
+def test_bgr_bug_fails_parity_and_leaves_nothing(run_dir, tmp_path, monkeypatch):
+    """A graph that forgets BGR -> RGB must not ship: parity fails, no .onnx, no manifest."""
+    monkeypatch.setattr(FramesToImages, "forward", lambda self, frames: frames.permute(0, 3, 1, 2).float())
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(ExportError, match="fp32 export failed verification"):
+        export_onnx(run_dir, out=out)
+    assert list(tmp_path.iterdir()) == []
