@@ -5,7 +5,6 @@ from the trainer is needed, so any model the export produces can be watched with
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import warnings
@@ -18,6 +17,7 @@ import onnxruntime as ort
 
 from agent.config import InferenceConfig
 from agent.errors import ModelError
+from common.manifest import ManifestError, check_manifest, manifest_path
 
 log = logging.getLogger(__name__)
 
@@ -49,19 +49,6 @@ class ModelInfo:
     color_order: str
     interpolation: int
     threshold: float
-
-
-def manifest_path(model: Path) -> Path:
-    """`MODEL.onnx.manifest.json` next to `MODEL.onnx`."""
-    return model.with_name(model.name + ".manifest.json")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _parse_metadata(meta: dict[str, str], where: str) -> dict:
@@ -98,27 +85,13 @@ def verify_model(path: str | Path) -> ModelInfo:
     The graph itself is checked when the session is created (`Detector`).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model not found: {path}")
-    mpath = manifest_path(path)
-    if not mpath.is_file():
-        raise ModelError(f"model has no manifest: {mpath} not found")
     try:
-        manifest = json.loads(mpath.read_text())
-        expected_sha, expected_size = str(manifest["sha256"]).lower(), int(manifest["size"])
-        metadata = manifest["metadata"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"manifest {mpath} is malformed ({type(exc).__name__}: {exc})") from None
-    if not isinstance(metadata, dict):
-        raise ModelError(f"manifest {mpath}: metadata must be an object")
-    size = path.stat().st_size
-    if size != expected_size:
-        raise ModelError(f"model {path} is {size} bytes, manifest says {expected_size} (truncated or replaced)")
-    sha = _sha256(path)
-    if sha != expected_sha:
-        raise ModelError(f"model {path} sha256 {sha[:12]}... does not match manifest {expected_sha[:12]}... (tampered)")
+        manifest = check_manifest(path)
+    except ManifestError as exc:
+        raise ModelError(str(exc)) from None
+    sha, size, metadata = manifest["sha256"], manifest["size"], manifest["metadata"]
     metadata = {str(k): str(v) for k, v in metadata.items()}
-    parsed = _parse_metadata(metadata, str(mpath))
+    parsed = _parse_metadata(metadata, str(manifest_path(path)))
     return ModelInfo(path=path, sha256=sha, size=size, metadata=metadata, **parsed)
 
 

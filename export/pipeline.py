@@ -15,7 +15,7 @@ from export import metadata
 from export.compare import Tolerances, compare, reference_scores, to_frames
 from export.errors import ExportError
 from export.graph import FusedGraph, to_onnx
-from export.manifest import manifest_path, write_manifest
+from common.manifest import manifest_path, write_manifest
 from export.rundir import load_run
 from export.variants import convert
 from export.verify import check_file, open_session

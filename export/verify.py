@@ -16,7 +16,7 @@ import onnxruntime as ort
 
 from export import metadata
 from export.errors import ExportError
-from export.manifest import check_manifest
+from common.manifest import ManifestError, check_manifest
 
 if TYPE_CHECKING:  # verify without a run must not import torch, which export.compare does
     from export.compare import Tolerances
@@ -94,7 +94,10 @@ def verify_file(path: str | Path, run_dir: str | Path | None = None, detector: s
                 tolerances: Tolerances | None = None) -> list[str]:
     """`export verify`: raise `ExportError` on any problem, else return the report's lines."""
     path = Path(path)
-    manifest = check_manifest(path)
+    try:
+        manifest = check_manifest(path)
+    except ManifestError as exc:
+        raise ExportError(str(exc)) from None
     meta, session = check_file(path)
     if manifest["metadata"] != meta:
         raise ExportError(f"the metadata in {path} differs from its manifest's")

@@ -1,12 +1,13 @@
-"""Saving and loading checkpoints: atomic writes, `weights_only` loads, content hashes."""
+"""Saving and loading checkpoints: atomic writes and `weights_only` loads."""
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from common.manifest import sha256_file as sha256  # noqa: F401  (checkpoints are hashed like models)
 
 
 class CheckpointError(Exception):
@@ -31,12 +32,3 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt files
         raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
-
-
-def sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

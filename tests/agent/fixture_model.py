@@ -9,13 +9,14 @@ benchmarks. Only `onnx` and NumPy are used; the agent itself never imports onnx.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from common.manifest import write_manifest
 
 CLASS_NAMES = ["t-shirt", "trouser", "pullover", "dress"]
 
@@ -47,10 +48,8 @@ def save_with_manifest(model: onnx.ModelProto, path: str | Path, metadata: dict[
         model.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = model.SerializeToString()
-    path.write_bytes(data)
-    manifest = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "metadata": metadata}
-    Path(str(path) + ".manifest.json").write_text(json.dumps(manifest, indent=2))
+    path.write_bytes(model.SerializeToString())
+    write_manifest(path, metadata)
     return path
 
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agent.cli import app
-from agent.model import manifest_path
+from common.manifest import manifest_path
 from conftest import write_config, write_sequence
 from fixture_model import make_frames
 

@@ -10,7 +10,8 @@ import pytest
 
 from agent.config import InferenceConfig
 from agent.errors import ModelError
-from agent.model import Detector, manifest_path, verify_model
+from agent.model import Detector, verify_model
+from common.manifest import manifest_path
 from fixture_model import build_fixture_model, make_frames
 
 

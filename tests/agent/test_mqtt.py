@@ -46,7 +46,7 @@ class Subscriber:
                 self.status.append(msg.payload.decode())
             self.cond.notify_all()
 
-    def wait_for(self, predicate, timeout: float = 10.0) -> bool:
+    def wait_for(self, predicate, timeout: float = 30.0) -> bool:
         """Wait until `predicate(self)` holds; re-checked on each message and every 50 ms."""
         deadline = time.monotonic() + timeout
         with self.cond:
@@ -88,7 +88,7 @@ def firsts(ids: list[str]) -> list[str]:
 
 def test_alerts_during_a_broker_outage_arrive_in_order(broker, subscriber, tmp_path):
     sink = MqttSink(sink_config(broker, tmp_path), "cam")
-    assert sink.connected.wait(5)
+    assert sink.connected.wait(30)
     sink.emit(alert(1))
     assert subscriber.wait_for(lambda s: "alert-1" in s.ids)
     broker.stop()

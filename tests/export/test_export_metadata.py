@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from export import metadata
-from export.manifest import manifest_path, sha256_file
+from common.manifest import manifest_path, sha256_file
 from export.verify import open_session
 from trainer import checkpoint
 

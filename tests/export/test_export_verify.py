@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from export.errors import ExportError
-from export.manifest import manifest_path
+from common.manifest import manifest_path
 from export.verify import verify_file
 
 

@@ -1,7 +1,7 @@
 """The sidecar manifest `MODEL.onnx.manifest.json`: the `.onnx` file's size and sha256, plus its metadata.
 
-Free of torch (and of onnx) on purpose: checking a model against its manifest is what a
-deployment does before loading it, so this must stay importable with the runtime set alone.
+Written by `export`, checked by `export verify` and by the agent before it loads a model, so
+it uses the standard library only: the agent's runtime set has no torch and no onnx.
 """
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import json
 import os
 from pathlib import Path
 
-from export.errors import ExportError
+
+
+class ManifestError(ValueError):
+    """A model that its manifest does not vouch for; one-line message."""
 
 
 def manifest_path(model: str | Path) -> Path:
@@ -50,27 +53,27 @@ def write_manifest(model: str | Path, metadata: dict[str, str]) -> Path:
 
 
 def check_manifest(model: str | Path) -> dict:
-    """The manifest of `model` if the file's size and sha256 match it; `ExportError` otherwise.
+    """The manifest of `model` (with its `sha256` recomputed) if size and sha256 match; `ManifestError` otherwise.
 
     A missing manifest is refused too: a model without one was never verified by `export onnx`.
     """
     model = Path(model)
     if not model.is_file():
-        raise ExportError(f"model not found: {model}")
+        raise ManifestError(f"model not found: {model}")
     path = manifest_path(model)
     if not path.is_file():
-        raise ExportError(f"model has no manifest: {path} not found")
+        raise ManifestError(f"model has no manifest: {path} not found")
     try:
         manifest = json.loads(path.read_text())
         sha, size, metadata = str(manifest["sha256"]).lower(), int(manifest["size"]), manifest["metadata"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise ExportError(f"manifest {path} is malformed ({type(exc).__name__}: {exc})") from None
+        raise ManifestError(f"manifest {path} is malformed ({type(exc).__name__}: {exc})") from None
     if not isinstance(metadata, dict):
-        raise ExportError(f"manifest {path}: metadata must be a JSON object")
+        raise ManifestError(f"manifest {path}: metadata must be a JSON object")
     actual_size = model.stat().st_size
     if actual_size != size:
-        raise ExportError(f"model {model} is {actual_size} bytes, manifest says {size} (truncated or replaced)")
+        raise ManifestError(f"model {model} is {actual_size} bytes, manifest says {size} (truncated or replaced)")
     actual_sha = sha256_file(model)
     if actual_sha != sha:
-        raise ExportError(f"model {model} sha256 {actual_sha[:12]}... does not match manifest {sha[:12]}... (tampered)")
+        raise ManifestError(f"model {model} sha256 {actual_sha[:12]}... does not match manifest {sha[:12]}... (tampered)")
     return manifest
