@@ -9,7 +9,7 @@ import typer
 
 from common.config import ConfigError, load_config
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train the classifier, the adversary detectors and run the paper's experiments.")
 
 
@@ -47,9 +47,9 @@ def demo_stream(
     run: Path = typer.Option(..., "--run", help="A finished run directory (classifier and detector trained)."),
     out: Path = typer.Option(Path("demo"), "--out", help="Where frames/%05d.png and labels.json are written."),
     detector: Optional[str] = typer.Option(None, "--detector", help="Detector whose adversary attacks the frames; default: the run's `deploy`."),
-    frames: int = typer.Option(400, "--frames", min=1, help="Frames in the stream, drawn in order from the test set."),
+    frames: int = typer.Option(600, "--frames", min=1, help="Frames in the stream, drawn in order from the test set."),
     burst: int = typer.Option(8, "--burst", min=1, help="Consecutive adversarial frames per burst."),
-    period: int = typer.Option(40, "--period", min=2, help="A burst starts mid-way through every PERIOD frames."),
+    period: int = typer.Option(60, "--period", min=2, help="A burst starts mid-way through every PERIOD frames."),
 ) -> None:
     """Write a lossless demo stream of test images with adversarial bursts at known frames.
 

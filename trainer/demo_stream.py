@@ -39,8 +39,8 @@ def adversarial_frames(frames: int, burst: int, period: int) -> list[int]:
     return [i for i in range(frames) if (i % period) - start in range(burst)]
 
 
-def write_demo_stream(run_dir: Path, out: Path, detector: str | None = None, frames: int = 400,
-                      burst: int = 8, period: int = 40) -> dict:
+def write_demo_stream(run_dir: Path, out: Path, detector: str | None = None, frames: int = 600,
+                      burst: int = 8, period: int = 60) -> dict:
     """Write `out/frames/%05d.png` and `out/labels.json`; returns the labels."""
     name = deployed_detector(run_dir, detector)
     model, _, det_ckpt = load_detected_classifier(run_dir, name)
@@ -49,9 +49,11 @@ def write_demo_stream(run_dir: Path, out: Path, detector: str | None = None, fra
     pick = torch.arange(frames) % len(test)
     images, labels = test.images[pick], test.labels[pick]
     adv = adversarial_frames(frames, burst, period)
-    spec = AttackSpec(**det_ckpt["adversary"])
-    if spec.name == "dynamic" and spec.sigma is None:
-        spec = AttackSpec(**{**det_ckpt["adversary"], "sigma": 0.5})  # a dynamic detector was trained on all sigmas
+    adversary = dict(det_ckpt["adversary"])
+    if adversary["name"] == "dynamic":
+        # A dynamic detector was trained against every sigma in [0, 1]; attack with the middle one.
+        adversary.setdefault("sigma", 0.5)
+    spec = AttackSpec(**adversary)
     attacked = run_attack(spec, model.classifier, images[adv], labels[adv], detector_logit=model.detector_logit,
                           progress=True)
     images[adv] = attacked.round().clamp(0, 255).to(torch.uint8)
