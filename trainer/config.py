@@ -6,11 +6,12 @@ One section per stage. The YAML files in `configs/` are instances of `Config`;
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from common.config import Schema
+from trainer.attacks import AttackSpec
 
 
 class DataConfig(Schema):
@@ -59,6 +60,147 @@ class TrainConfig(Schema):
     compile: bool = Field(False, description="torch.compile the model, GPU only")
 
 
+class DetectorTraining(Schema):
+    """How a detector is trained and evaluated (Sec. 4.1.1); shared by named detectors and the experiment grid."""
+
+    epochs: PositiveInt = Field(20, description="passes over the training images (the paper: 20)")
+    batch_size: PositiveInt = Field(64, description="images per mini-batch (the paper is silent)")
+    lr: float = Field(1e-4, gt=0, description="Adam learning rate (the paper: 1e-4)")
+    betas: tuple[float, float] = Field((0.99, 0.999), description="Adam (beta1, beta2) (the paper: 0.99, 0.999)")
+    train_limit: Optional[PositiveInt] = Field(None, description="train on the first N training images (and their twins); None = all")
+    val_limit: Optional[PositiveInt] = Field(None, description="validation images for model selection and calibration; None = all (the paper: 5,000)")
+    test_limit: Optional[PositiveInt] = Field(None, description="test images for detectability/ROC; None = all")
+    eval_batch_size: PositiveInt = Field(500, description="images per batch when scoring or attacking")
+    modify_prob: float = Field(0.5, ge=0, le=1, description="dynamic mode: probability that the adversary modifies an image (Sec. 3.3: 0.5)")
+    sigma_range: tuple[float, float] = Field((0.0, 1.0), description="dynamic mode: sigma is drawn uniformly from this range per mini-batch (Sec. 3.3: [0, 1])")
+
+    @model_validator(mode="after")
+    def _check_sigma(self):
+        lo, hi = self.sigma_range
+        if not 0 <= lo <= hi <= 1:
+            raise ValueError(f"sigma_range must satisfy 0 <= lo <= hi <= 1, got {list(self.sigma_range)}")
+        return self
+
+
+class DetectorSpec(DetectorTraining):
+    """One named detector: which adversary it learns to spot, where it attaches, how it is trained."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="directory name under run_dir/detectors/")
+    adversary: AttackSpec = Field(..., description="the attack whose outputs are the positives; dynamic mode needs `dynamic`")
+    point: int = Field(2, ge=0, description="attachment point AD(point) of the classifier (Fig. 1)")
+    mode: Literal["static", "dynamic"] = Field("static", description="static: precomputed adversarial examples (Sec. 3.2); "
+                                               "dynamic: made on the fly against the detector (Sec. 3.3)")
+    init_from: Optional[str] = Field(None, description="start from this earlier detector's trained weights (same point), "
+                                     "e.g. to harden a static detector by dynamic training; None = from scratch as in the paper")
+
+    @field_validator("adversary", mode="wrap")
+    @classmethod
+    def _sigma_drawn(cls, value, handler):
+        # Dynamic training draws sigma per mini-batch (Sec. 3.3): its adversary is `dynamic` without a sigma,
+        # which AttackSpec alone would reject.
+        if isinstance(value, dict) and value.get("name") == "dynamic" and value.get("sigma") is None:
+            return handler({**value, "sigma": 0.0}).model_copy(update={"sigma": None})
+        return handler(value)
+
+    @model_validator(mode="after")
+    def _check_mode(self):
+        if (self.mode == "dynamic") != (self.adversary.name == "dynamic"):
+            raise ValueError(f"mode {self.mode} and adversary {self.adversary.name} do not fit: "
+                             "mode dynamic trains against adversary `dynamic`, mode static against any other")
+        if self.adversary.name == "dynamic" and self.adversary.sigma is not None:
+            raise ValueError("dynamic training draws sigma from sigma_range per mini-batch; leave adversary.sigma unset")
+        if self.adversary.name == "adaptive":
+            raise ValueError("the adaptive attack needs a trained detector and threshold; it is an experiment, not a training adversary")
+        return self
+
+
+class CalibrationConfig(Schema):
+    """The alert threshold shipped with the deployed detector, set on clean validation images."""
+
+    fpr: float = Field(0.01, gt=0, lt=1, description="false-alarm rate on clean validation images that `threshold` gives")
+    report_fprs: list[float] = Field([0.01, 0.05], description="further false-positive rates to calibrate and report TPR at")
+
+
+class AdversaryGrid(Schema):
+    """One adversary of the experiment grid: its eps values and where its detectors attach."""
+
+    name: str = Field(..., description="a static attack of trainer/attacks (fast, iterative_linf, iterative_l2, deepfool_l2, deepfool_linf)")
+    eps: list[float] = Field([], description="eps values in 0..255 units (Fig. 2 left, Fig. 3); [] for attacks without eps (DeepFool)")
+    point: int = Field(2, ge=0, description="attachment point of its detectors (the paper: AD(2), AD(4) for DeepFool)")
+    params: dict[str, Any] = Field({}, description="further attack parameters, e.g. {alpha: 20} for iterative_l2")
+
+    def specs(self) -> list[AttackSpec]:
+        """One attack per eps value (a single one for attacks without eps)."""
+        return [AttackSpec(name=self.name, eps=e, **self.params) for e in self.eps or [None]]
+
+    @model_validator(mode="after")
+    def _check_specs(self):
+        for spec in self.specs():
+            if spec.name in ("dynamic", "adaptive"):
+                raise ValueError(f"{spec.name} attacks a detector; Figs. 2-4 take static adversaries")
+        return self
+
+
+class Fig2Config(Schema):
+    """Fig. 2: accuracy vs detectability (left) and detectability per attachment depth (right)."""
+
+    enabled: bool = True
+    points: list[int] = Field([0, 1, 2, 3, 4], description="attachment depths for Fig. 2 right")
+    max_accuracy: float = Field(0.3, gt=0, le=1, description="Fig. 2 right / Fig. 4 use each adversary's smallest eps "
+                                                            "that cuts classifier accuracy below this (the paper: 30%)")
+
+
+class ToggleConfig(Schema):
+    """An experiment with nothing to configure beyond the shared grid."""
+
+    enabled: bool = True
+
+
+class Fig5Config(Schema):
+    """Fig. 5: a dynamic adversary's sigma sweep against a static and a dynamic detector."""
+
+    enabled: bool = True
+    eps: float = Field(1.0, gt=0, description="eps of the dynamic adversary and of both detectors' training (the paper: 1)")
+    sigmas: list[float] = Field([round(0.1 * i, 1) for i in range(11)], description="sigma values to sweep")
+    point: int = Field(2, ge=0, description="attachment point of both detectors")
+    static_adversary: str = Field("iterative_linf", description="the static detector's training adversary (at `eps`)")
+    params: dict[str, Any] = Field({}, description="further parameters of the dynamic adversary (alpha, steps)")
+    test_limit: Optional[PositiveInt] = Field(None, description="test images attacked per sigma; None = experiments.train.test_limit")
+
+    @model_validator(mode="after")
+    def _check_attacks(self):
+        AttackSpec(name=self.static_adversary, eps=self.eps)
+        AttackSpec(name="dynamic", eps=self.eps, sigma=0.0, **self.params)
+        return self
+
+
+class AdaptiveConfig(Schema):
+    """The adaptive attack (trainer/attacks) against the deployed detector at its calibrated threshold."""
+
+    enabled: bool = True
+    eps: Optional[float] = Field(None, gt=0, description="eps of the attack; None = the deployed detector's training eps")
+    params: dict[str, Any] = Field({}, description="further parameters of the adaptive attack (norm, steps, restarts, alpha, margin)")
+    test_limit: Optional[PositiveInt] = Field(None, description="test images attacked; None = experiments.train.test_limit")
+
+    @model_validator(mode="after")
+    def _check_attack(self):
+        AttackSpec(name="adaptive", eps=self.eps or 1.0, threshold=0.5, **self.params)
+        return self
+
+
+class ExperimentsConfig(Schema):
+    """The paper's experiments (Sec. 4.1.1, 4.1.2): each writes a PNG and a table under run_dir/experiments/."""
+
+    enabled: bool = Field(False, description="run the experiment stage at all")
+    train: DetectorTraining = Field(DetectorTraining(), description="training of every detector the experiments train")
+    adversaries: list[AdversaryGrid] = Field([], description="the static adversaries and eps grids of Figs. 2-4")
+    fig2: Fig2Config = Fig2Config()
+    fig3: ToggleConfig = Field(ToggleConfig(), description="Fig. 3: eps_fit x eps_test transfer per adversary")
+    fig4: ToggleConfig = Field(ToggleConfig(), description="Fig. 4: adversary x adversary transfer")
+    fig5: Fig5Config = Fig5Config()
+    adaptive: AdaptiveConfig = AdaptiveConfig()
+
+
 class Config(Schema):
     """Everything `trainer fit` does, stage by stage."""
 
@@ -68,3 +210,20 @@ class Config(Schema):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    detectors: list[DetectorSpec] = Field([], description="named detectors to train (Sec. 3.2, 3.3), each cached in run_dir/detectors/<name>/")
+    deploy: Optional[str] = Field(None, description="the detector `export` ships; one of `detectors`")
+    calibration: CalibrationConfig = CalibrationConfig()
+    experiments: ExperimentsConfig = ExperimentsConfig()
+
+    @model_validator(mode="after")
+    def _check_detectors(self):
+        names = [d.name for d in self.detectors]
+        if len(set(names)) != len(names):
+            raise ValueError(f"detector names must be unique, got {names}")
+        if self.deploy is not None and self.deploy not in names:
+            raise ValueError(f"deploy: {self.deploy!r} is not one of detectors {names}")
+        for i, d in enumerate(self.detectors):
+            base = next((b for b in self.detectors[:i] if b.name == d.init_from), None)
+            if d.init_from is not None and (base is None or base.point != d.point):
+                raise ValueError(f"detector {d.name}: init_from must name an earlier detector at the same point, got {d.init_from!r}")
+        return self

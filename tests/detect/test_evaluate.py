@@ -1,0 +1,32 @@
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trainer.detect.evaluate import alert_rate, auroc, calibrate_threshold, detectability, roc, tpr_at_fpr
+
+
+def test_roc_of_separable_and_of_identical_scores():
+    fpr, tpr, _ = roc(torch.tensor([-2.0, -1.0]), torch.tensor([1.0, 2.0]))
+    assert auroc(fpr, tpr) == 1.0 and tpr_at_fpr(fpr, tpr, 0.0) == 1.0
+    fpr, tpr, _ = roc(torch.zeros(5, dtype=torch.float64), torch.zeros(5, dtype=torch.float64))
+    assert auroc(fpr, tpr) == 0.5 and tpr_at_fpr(fpr, tpr, 0.5) == 0.0  # ties cannot be split
+
+
+def test_detectability_is_accuracy_on_the_joint_set():
+    clean, adv = torch.zeros(10, 1, 2, 2), torch.ones(10, 1, 2, 2)
+    by_mean = lambda x: x.mean((1, 2, 3)) - 0.5  # noqa: E731  (logit > 0 for the adversarial twins)
+    assert detectability(by_mean, clean, adv, 4, torch.device("cpu")) == 1.0
+    always_clean = lambda x: -torch.ones(len(x))  # noqa: E731
+    assert detectability(always_clean, clean, adv, 4, torch.device("cpu")) == 0.5
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-30, 30), min_size=1, max_size=300), st.sampled_from([0.01, 0.05, 0.1, 0.5]))
+def test_calibrated_threshold_gives_at_most_the_requested_fpr(values, fpr):
+    scores = torch.tensor(values, dtype=torch.float64)
+    t = calibrate_threshold(scores, fpr)
+    achieved = alert_rate(scores, t)
+    assert achieved <= fpr + 1e-12
+    if len(set(values)) == len(values):  # without ties it is exact: floor(fpr * n) images above
+        assert achieved == np.floor(fpr * len(values) + 1e-9) / len(values)

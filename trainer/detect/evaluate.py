@@ -1,0 +1,96 @@
+"""Scoring a detector: detectability (footnote 3), ROC, AUROC, TPR at a fixed FPR, threshold calibration.
+
+Scores are detector logits (z_adv - z_clean); p_adv = sigmoid(logit). Thresholds handed to
+operators are on p_adv, the quantity the exported graph outputs.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@torch.no_grad()
+def scores(score_fn: ScoreFn, images: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+    """Detector logits of `images` (uint8 or float 0..255, any device) as a float64 CPU tensor."""
+    out = [score_fn(images[i : i + batch_size].to(device).float()).double().cpu()
+           for i in range(0, len(images), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
+@torch.no_grad()
+def detectability(score_fn: ScoreFn, clean: torch.Tensor, adversarial: torch.Tensor, batch_size: int,
+                  device: torch.device, seed: int = 0) -> float:
+    """Detector accuracy on the shuffled union of `clean` (label 0) and their `adversarial` twins (label 1).
+
+    Exactly footnote 3: one joint test set twice the size of the originals, shuffled, each
+    image classified on its own at p_adv > 0.5 (logit > 0).
+    """
+    n = len(clean)
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(2 * n, generator=gen)
+    correct = 0
+    for i in range(0, 2 * n, batch_size):
+        idx = order[i : i + batch_size].to(clean.device)
+        is_adv = idx >= n
+        j = idx % n
+        x = torch.where(is_adv.view(-1, 1, 1, 1), adversarial[j].to(clean.device).float(), clean[j].float())
+        pred = score_fn(x.to(device)) > 0
+        correct += (pred == is_adv.to(device)).sum().item()
+    return correct / max(2 * n, 1)
+
+
+def roc(clean_scores: torch.Tensor, adv_scores: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fpr, tpr, thresholds) for the rule `score > threshold`, from (0, 0) to (1, 1); ties share a point."""
+    s = np.concatenate([clean_scores.numpy(), adv_scores.numpy()])
+    y = np.concatenate([np.zeros(len(clean_scores)), np.ones(len(adv_scores))])
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    # The last index of every run of equal scores: a threshold cannot separate tied images.
+    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
+    tp = np.cumsum(y)[last]
+    fp = np.cumsum(1 - y)[last]
+    tpr = np.r_[0.0, tp / max(len(adv_scores), 1)]
+    fpr = np.r_[0.0, fp / max(len(clean_scores), 1)]
+    thresholds = np.r_[np.inf, s[last]]
+    # Each point above is reached with `score >= s`; the same counts hold for `score > next lower score`.
+    return fpr, tpr, thresholds
+
+
+def auroc(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    """Area under the ROC curve (trapezoids; ties count half)."""
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+
+
+def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
+    """Highest true-positive rate of any ROC point whose false-positive rate is at most `target`."""
+    return float(tpr[fpr <= target + 1e-12].max())
+
+
+def calibrate_threshold(clean_scores: torch.Tensor, fpr: float) -> float:
+    """The p_adv threshold t such that at most a fraction `fpr` of `clean_scores` has p_adv > t.
+
+    t is the (floor(fpr * n) + 1)-th largest clean p_adv: exactly floor(fpr * n) images lie
+    above it unless scores tie there, in which case fewer do (never more).
+    """
+    p = torch.sigmoid(clean_scores.double()).sort(descending=True).values
+    k = int(np.floor(fpr * len(p) + 1e-9))
+    return float(p[min(k, len(p) - 1)])
+
+
+def alert_rate(logits: torch.Tensor, threshold: float) -> float:
+    """Fraction of images whose p_adv exceeds `threshold`: the FPR on clean images, the TPR on adversarial ones."""
+    return float((torch.sigmoid(logits.double()) > threshold).double().mean())
+
+
+def summary(clean_scores: torch.Tensor, adv_scores: torch.Tensor, fprs: list[float]) -> dict:
+    """AUROC, TPR at each FPR in `fprs`, and the ROC curve itself, as JSON-ready primitives."""
+    fpr, tpr, _ = roc(clean_scores, adv_scores)
+    return {
+        "auroc": auroc(fpr, tpr),
+        "tpr_at_fpr": {str(f): tpr_at_fpr(fpr, tpr, f) for f in fprs},
+        "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist()},
+    }

@@ -1,0 +1,135 @@
+"""The detector stage of `trainer fit`: train, evaluate and calibrate each configured detector.
+
+Every detector lives in run_dir/detectors/<name>/. `detector.pt` marks it done; it records the
+spec and the classifier's hash it was made with, so a changed config retrains it and an
+unchanged one is only loaded. Until then `spec.json` and `train_state.pt` let an
+interrupted training resume at its next epoch.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+
+import torch
+
+from trainer import checkpoint
+from trainer.config import CalibrationConfig, DetectorSpec
+from trainer.detect.data import split_images, twins
+from trainer.detect.evaluate import calibrate_threshold, detectability, alert_rate, scores, summary
+from trainer.detect.train import TrainingData, dynamic_validation_set, train_detector
+from trainer.models.detector import DetectedClassifier, Detector, paper_pools
+
+EVAL_IMAGES = 256  # test images in eval.pt, for the exporter's parity check
+
+
+def run_detector_stage(ctx) -> None:
+    """Make every detector of `ctx.cfg.detectors` that is not already done (rank 0 only)."""
+    if not ctx.is_main:
+        return
+    for spec in ctx.cfg.detectors:
+        ckpt = ensure_detector(ctx, spec)
+        print(f"detector {spec.name}: detectability {ckpt['detectability']:.4f}  AUROC {ckpt['auroc']:.4f}  "
+              f"threshold {ckpt['threshold']:.4f} at FPR {ckpt['threshold_fpr']}")
+
+
+def classifier_sha256(ctx) -> str:
+    """Hash of the run's classifier.pt, which every detector records and checks."""
+    path = ctx.run_dir / "classifier.pt"
+    stat = path.stat()
+    return _sha256(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path, mtime_ns: int, size: int) -> str:
+    # Keyed on mtime and size too: hashing a VGG16 checkpoint for each of dozens of detectors would add up.
+    return checkpoint.sha256(path)
+
+
+def attach(ctx, spec: DetectorSpec, state_dict: dict | None = None) -> DetectedClassifier:
+    """The run's frozen classifier with a (fresh or given) detector at AD(spec.point), on the run's device."""
+    if spec.point >= len(ctx.classifier.tap_channels):
+        raise ValueError(f"detector {spec.name}: point {spec.point} exceeds the classifier's AD(0)..AD({len(ctx.classifier.tap_channels) - 1})")
+    torch.manual_seed(ctx.cfg.seed)
+    detector = Detector(ctx.classifier.tap_channels[spec.point], paper_pools(spec.point))
+    if state_dict is not None:
+        detector.load_state_dict(state_dict)
+    return DetectedClassifier(ctx.classifier, detector.to(ctx.device).eval(), spec.point)
+
+
+def ensure_detector(ctx, spec: DetectorSpec) -> dict:
+    """The `detector.pt` dict of `spec`, training and evaluating it first unless already done."""
+    out = ctx.run_dir / "detectors" / spec.name
+    stamp = {"spec": spec.model_dump(mode="json"), "classifier_sha256": classifier_sha256(ctx),
+             "calibration": ctx.cfg.calibration.model_dump(mode="json")}
+    done = out / "detector.pt"
+    if done.exists():
+        ckpt = checkpoint.load(done, ctx.device)
+        if {k: ckpt.get(k) for k in stamp} == stamp:
+            return ckpt
+    if (out / "spec.json").exists() and json.loads((out / "spec.json").read_text()) != stamp:
+        print(f"detector {spec.name}: config or classifier changed, training it again")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "spec.json").write_text(json.dumps(stamp, indent=1))
+
+    data = training_data(ctx, spec)
+    init = None if spec.init_from is None else checkpoint.load(out.parent / spec.init_from / "detector.pt", ctx.device)["state_dict"]
+    model = attach(ctx, spec, init)
+    trained = train_detector(model, spec, data, out, ctx.cfg.seed)
+    test_x, test_y = split_images(ctx, "test", spec.test_limit)
+    if spec.mode == "static":
+        test_adv = twins(ctx, spec.adversary, "test", spec.test_limit, spec.eval_batch_size)
+    else:
+        test_adv = dynamic_validation_set(model, spec, test_x, test_y, ctx.cfg.seed + 1)
+    report = evaluate(model, spec, test_x, test_adv, data.val_x, ctx.cfg.calibration, ctx.device)
+    ckpt = {
+        "name": spec.name, "point": spec.point, "pools": paper_pools(spec.point),
+        "in_channels": ctx.classifier.tap_channels[spec.point],
+        "adversary": {"name": spec.adversary.name, **spec.adversary.params()}, "mode": spec.mode,
+        "state_dict": {k: v.cpu() for k, v in trained["state_dict"].items()},
+        "val_detectability": trained["val_detectability"],
+        "thresholds": [{"fpr": t["fpr"], "threshold": t["threshold"]} for t in report["thresholds"]],
+        **{k: report[k] for k in ("threshold", "threshold_fpr", "detectability", "auroc")},
+        **stamp,
+    }
+    (out / "evaluation.json").write_text(json.dumps(report, indent=1))
+    n = min(EVAL_IMAGES, len(test_x))
+    checkpoint.save({"clean": test_x[:n].cpu(), "adversarial": test_adv[:n].float().cpu(), "labels": test_y[:n].cpu()},
+                    out / "eval.pt")
+    checkpoint.save(ckpt, done)
+    (out / "train_state.pt").unlink(missing_ok=True)
+    return ckpt
+
+
+def training_data(ctx, spec: DetectorSpec) -> TrainingData:
+    """Train/validation images of `spec`, with precomputed adversarial twins in static mode."""
+    train_x, train_y = split_images(ctx, "train", spec.train_limit)
+    val_x, val_y = split_images(ctx, "val", spec.val_limit)
+    data = TrainingData(train_x, train_y, val_x, val_y)
+    if spec.mode == "static":
+        data.train_adv = twins(ctx, spec.adversary, "train", spec.train_limit, spec.eval_batch_size)
+        data.val_adv = twins(ctx, spec.adversary, "val", spec.val_limit, spec.eval_batch_size)
+    return data
+
+
+def evaluate(model: DetectedClassifier, spec: DetectorSpec, test_x: torch.Tensor, test_adv: torch.Tensor,
+             val_x: torch.Tensor, calibration: CalibrationConfig, device: torch.device) -> dict:
+    """Everything an operator needs from a trained detector, as JSON-ready primitives.
+
+    Detectability (footnote 3), ROC/AUROC and TPR at fixed FPRs on the test twins; alert
+    thresholds on p_adv calibrated on the clean validation images, with the FPR they give
+    there and the FPR/TPR they give on the test set.
+    """
+    fn, bs = model.detector_logit, spec.eval_batch_size
+    clean, adv, val = scores(fn, test_x, bs, device), scores(fn, test_adv, bs, device), scores(fn, val_x, bs, device)
+    fprs = sorted(set(calibration.report_fprs) | {calibration.fpr})
+    thresholds = []
+    for f in fprs:
+        t = calibrate_threshold(val, f)
+        thresholds.append({"fpr": f, "threshold": t, "val_fpr": alert_rate(val, t),
+                           "test_fpr": alert_rate(clean, t), "test_tpr": alert_rate(adv, t)})
+    threshold = next(t["threshold"] for t in thresholds if t["fpr"] == calibration.fpr)
+    return {"detectability": detectability(fn, test_x, test_adv, bs, device), **summary(clean, adv, fprs),
+            "thresholds": thresholds, "threshold": threshold, "threshold_fpr": calibration.fpr,
+            "test_images": len(test_x), "val_images": len(val_x)}

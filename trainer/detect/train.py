@@ -1,0 +1,161 @@
+"""Detector training loops: static (Sec. 3.2) and dynamic adversary training (Sec. 3.3).
+
+Both loops share one epoch driver: Adam on the detector only, the classifier frozen in
+eval mode (its BN statistics never move), model selection on validation detectability,
+and a resumable checkpoint after every epoch.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from trainer import checkpoint
+from trainer.attacks import AttackSpec, dynamic
+from trainer.config import DetectorSpec
+from trainer.detect.evaluate import detectability
+from trainer.models.detector import DetectedClassifier
+
+Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]  # (float images 0..255, float targets 0/1)
+
+
+@dataclass
+class TrainingData:
+    """Images a detector learns from, on the training device.
+
+    `train_adv`/`val_adv` are the precomputed adversarial twins for static training and
+    None for dynamic training, which makes them on the fly.
+    """
+
+    train_x: torch.Tensor  # uint8 [N, C, H, W]
+    train_y: torch.Tensor  # int64 [N], true classes (the adversary needs them)
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    train_adv: Optional[torch.Tensor] = None
+    val_adv: Optional[torch.Tensor] = None
+
+
+def static_batches(data: TrainingData, batch_size: int, gen: torch.Generator) -> Batches:
+    """Mini-batches of the balanced binary data set: every original (0) and its adversarial twin (1), shuffled."""
+    n = len(data.train_x)
+    order = torch.randperm(2 * n, generator=gen, device=gen.device)
+    for i in range(0, 2 * n, batch_size):
+        idx = order[i : i + batch_size].to(data.train_x.device)
+        is_adv = idx >= n
+        j = idx % n
+        x = torch.where(is_adv.view(-1, 1, 1, 1), data.train_adv[j].float(), data.train_x[j].float())
+        yield x, is_adv.float()
+
+
+def dynamic_attack(model: DetectedClassifier, adversary: AttackSpec, x: torch.Tensor, y: torch.Tensor,
+                   sigma: float) -> torch.Tensor:
+    """The dynamic adversary of Sec. 3.3 at `sigma` against `model`'s current detector.
+
+    The attack runs the detector in eval mode (and restores its mode), so its forward passes
+    do not move the BN statistics being trained.
+    """
+    params = {k: v for k, v in adversary.params().items() if k != "sigma"}
+    return dynamic(model.classifier, model.detector_logit, x, y, sigma=sigma, **params).detach()
+
+
+def dynamic_batches(model: DetectedClassifier, spec: DetectorSpec, data: TrainingData, gen: torch.Generator) -> Batches:
+    """Mini-batches of originals where each image is replaced, with probability `modify_prob`, by a
+    dynamic adversary's output for a sigma drawn uniformly from `sigma_range` per mini-batch."""
+    n = len(data.train_x)
+    order = torch.randperm(n, generator=gen, device=gen.device).to(data.train_x.device)
+    lo, hi = spec.sigma_range
+    for i in range(0, n, spec.batch_size):
+        idx = order[i : i + spec.batch_size]
+        x, y = data.train_x[idx].float(), data.train_y[idx]
+        modify = (torch.rand(len(idx), generator=gen, device=gen.device) < spec.modify_prob).to(x.device)
+        sigma = lo + (hi - lo) * torch.rand((), generator=gen, device=gen.device).item()
+        if modify.any():
+            x = x.clone()
+            x[modify] = dynamic_attack(model, spec.adversary, x[modify], y[modify], sigma)
+        yield x, modify.float()
+
+
+def dynamic_validation_set(model: DetectedClassifier, spec: DetectorSpec, x: torch.Tensor, y: torch.Tensor,
+                           seed: int) -> torch.Tensor:
+    """Adversarial twins of every image in `x` from the dynamic adversary against the current detector,
+    sigma drawn per mini-batch from a fixed-seed stream, so every epoch faces the same sigmas."""
+    gen = torch.Generator().manual_seed(seed)
+    lo, hi = spec.sigma_range
+    out = []
+    for i in range(0, len(x), spec.batch_size):
+        sigma = lo + (hi - lo) * torch.rand((), generator=gen).item()
+        out.append(dynamic_attack(model, spec.adversary, x[i : i + spec.batch_size].float(), y[i : i + spec.batch_size], sigma))
+    return torch.cat(out)
+
+
+def validation_detectability(model: DetectedClassifier, spec: DetectorSpec, data: TrainingData, seed: int) -> float:
+    """Detectability on the validation images: against the precomputed twins (static) or a fresh dynamic attack."""
+    adv = data.val_adv if spec.mode == "static" else dynamic_validation_set(model, spec, data.val_x, data.val_y, seed)
+    device = data.val_x.device
+    return detectability(model.detector_logit, data.val_x, adv, spec.eval_batch_size, device, seed)
+
+
+def train_detector(model: DetectedClassifier, spec: DetectorSpec, data: TrainingData, out_dir: Path, seed: int,
+                   log: Callable[[str], None] = print) -> dict:
+    """Train `model.detector` as `spec` says; returns the best state_dict by validation detectability.
+
+    `out_dir/train_state.pt` is written after every epoch, so an interrupted
+    run resumes at the next epoch; `out_dir/metrics.jsonl` gets one line per epoch.
+    """
+    detector = model.detector
+    device = data.train_x.device
+    opt = torch.optim.Adam(detector.parameters(), lr=spec.lr, betas=tuple(spec.betas))
+    state_path, metrics = out_dir / "train_state.pt", out_dir / "metrics.jsonl"
+    start, best_val, best_state = 0, -1.0, None
+    if state_path.exists():
+        last = checkpoint.load(state_path, device)
+        detector.load_state_dict(last["state_dict"])
+        opt.load_state_dict(last["optimizer"])
+        start, best_val, best_state = last["epoch"], last["best_val"], last["best_state"]
+        log(f"detector {spec.name}: resuming at epoch {start + 1}/{spec.epochs}")
+    if metrics.exists():
+        # Lines of an epoch that was interrupted before its checkpoint are dropped; that epoch runs again.
+        kept = [line for line in metrics.read_text().splitlines() if json.loads(line)["epoch"] <= start]
+        metrics.write_text("".join(line + "\n" for line in kept))
+    model.classifier.eval()
+    for epoch in range(start, spec.epochs):
+        began = time.time()
+        # Seeded per epoch, so a resumed run sees the batches it would have seen.
+        gen = torch.Generator(device).manual_seed(seed * 1000 + epoch)
+        batches = static_batches(data, spec.batch_size, gen) if spec.mode == "static" else dynamic_batches(model, spec, data, gen)
+        total = -(-len(data.train_x) * (2 if spec.mode == "static" else 1) // spec.batch_size)
+        detector.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = tqdm(batches, total=total, desc=f"{spec.name} epoch {epoch + 1}/{spec.epochs}", leave=False)
+        for x, target in bar:
+            logit = model.detector_logit(x)
+            loss = F.binary_cross_entropy_with_logits(logit, target)
+            # Zeroed here, not before the batch: a dynamic attack may have left gradients on the detector.
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * len(x)
+            correct += ((logit.detach() > 0) == (target > 0.5)).sum().item()
+            seen += len(x)
+        detector.eval()
+        val = validation_detectability(model, spec, data, seed)
+        if val > best_val:
+            best_val = val
+            best_state = {k: v.detach().clone() for k, v in detector.state_dict().items()}
+        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
+                  "val_detectability": val, "seconds": time.time() - began}
+        with open(metrics, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        checkpoint.save({"epoch": epoch + 1, "state_dict": detector.state_dict(), "optimizer": opt.state_dict(),
+                         "best_val": best_val, "best_state": best_state}, state_path)
+        log(f"detector {spec.name}: epoch {epoch + 1}/{spec.epochs}  loss {record['train_loss']:.4f}  "
+            f"train acc {record['train_acc']:.4f}  val detectability {val:.4f}  ({record['seconds']:.1f}s)")
+    detector.load_state_dict(best_state)
+    detector.eval()
+    return {"state_dict": best_state, "val_detectability": best_val}
