@@ -46,4 +46,6 @@ def tiny_overrides(cifar_dir, run_dir, epochs=2):
             f"train.epochs={epochs}", "train.batch_size=50",
             # flips and shifts would move the patch that defines the class
             "train.augment.crop_pad=0", "train.augment.flip=false", "train.lr_milestones=[100]", "train.lr=0.05",
-            f"run_dir={run_dir}", "device=cpu"]
+            f"run_dir={run_dir}", "device=cpu",
+            # the classifier stage only: the shipped config's detectors and experiments are for real runs
+            "detectors=[]", "deploy=null", "experiments.enabled=false"]

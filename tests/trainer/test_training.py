@@ -66,8 +66,8 @@ def test_two_process_ddp_run_on_cpu(cifar_dir, tmp_path):
     run_dir = tmp_path / "ddp"
     sets = [a for o in tiny_overrides(cifar_dir, run_dir, epochs=1) for a in ("--set", o)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                           "--master-port", "0", "-m", "trainer", "fit", "--config", "configs/cifar.yaml", *sets],
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "trainer", "fit", "--config", "configs/cifar.yaml", *sets],
                           capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "processes 2" in proc.stdout
