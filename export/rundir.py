@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.config import ConfigError, load_config
 from export.errors import ExportError
 from trainer import checkpoint
+from trainer.config import Config
 from trainer.models.build import load_detected_classifier
 from trainer.models.detector import DetectedClassifier
 
@@ -66,9 +68,11 @@ def _finished_run(run_dir: Path) -> list[str]:
 
 
 def resolve_detector(run_dir: str | Path, name: str | None) -> str:
-    """`name`, or the run's only detector when `name` is None."""
+    """`name`, else the run config's `deploy` detector, else the run's only detector."""
     run_dir = Path(run_dir)
     names = _finished_run(run_dir)
+    if name is None:
+        name = _deployed(run_dir)
     if name is None:
         if len(names) > 1:
             raise ExportError(f"{run_dir} has {len(names)} detectors, choose one with --detector: {', '.join(names)}")
@@ -76,6 +80,14 @@ def resolve_detector(run_dir: str | Path, name: str | None) -> str:
     if name not in names:
         raise ExportError(f"{run_dir} has no detector {name!r}; choices: {', '.join(names)}")
     return name
+
+
+def _deployed(run_dir: Path) -> str | None:
+    """The `deploy` entry of the run's resolved config (None if unset or unreadable)."""
+    try:
+        return load_config(Config, run_dir / "config.yaml").deploy
+    except ConfigError:
+        return None
 
 
 def find_detector(run_dir: str | Path, sha256: str) -> str:

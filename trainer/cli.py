@@ -56,6 +56,7 @@ def demo_stream(
     Feed it to `agent watch --source OUT/frames/%05d.png --labels OUT/labels.json` to see
     alerts fire on the bursts and get detection and false-alarm rates.
     """
+    from export.errors import ExportError
     from trainer.checkpoint import CheckpointError
     from trainer.data import DataError
     from trainer.demo_stream import write_demo_stream
@@ -65,7 +66,7 @@ def demo_stream(
         raise typer.Exit(2)
     try:
         result = write_demo_stream(run, out, detector, frames, burst, period)
-    except (ConfigError, DataError, CheckpointError) as exc:
+    except (ConfigError, DataError, CheckpointError, ExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
     print(f"{result['frames']} frames ({len(result['adversarial'])} adversarial, {result['classifier_fooled']:.0%} of them "

@@ -13,24 +13,12 @@ import cv2
 import numpy as np
 import torch
 
-from common.config import ConfigError, load_config
+from common.config import load_config
+from export.rundir import resolve_detector
 from trainer.attacks import AttackSpec, run_attack
 from trainer.config import Config
 from trainer.data import load_dataset
 from trainer.models.build import load_detected_classifier
-
-
-def deployed_detector(run_dir: Path, name: str | None) -> str:
-    """`name`, else the run config's `deploy`, else its only detector."""
-    if name:
-        return name
-    cfg = load_config(Config, run_dir / "config.yaml")
-    if cfg.deploy:
-        return cfg.deploy
-    found = sorted(p.name for p in (run_dir / "detectors").glob("*") if (p / "detector.pt").exists())
-    if len(found) != 1:
-        raise ConfigError(f"{run_dir}: name a detector with --detector (found {found or 'none'})")
-    return found[0]
 
 
 def adversarial_frames(frames: int, burst: int, period: int) -> list[int]:
@@ -42,7 +30,7 @@ def adversarial_frames(frames: int, burst: int, period: int) -> list[int]:
 def write_demo_stream(run_dir: Path, out: Path, detector: str | None = None, frames: int = 600,
                       burst: int = 8, period: int = 60) -> dict:
     """Write `out/frames/%05d.png` and `out/labels.json`; returns the labels."""
-    name = deployed_detector(run_dir, detector)
+    name = resolve_detector(run_dir, detector)
     model, _, det_ckpt = load_detected_classifier(run_dir, name)
     cfg = load_config(Config, run_dir / "config.yaml")
     test = load_dataset(cfg.data).test
@@ -51,8 +39,9 @@ def write_demo_stream(run_dir: Path, out: Path, detector: str | None = None, fra
     adv = adversarial_frames(frames, burst, period)
     adversary = dict(det_ckpt["adversary"])
     if adversary["name"] == "dynamic":
-        # A dynamic detector was trained against every sigma in [0, 1]; attack with the middle one.
-        adversary.setdefault("sigma", 0.5)
+        # sigma = 0: an attacker who sees the classifier but not the internal detector (the paper's
+        # footnote 2). `trainer fit`'s evaluation and the adaptive experiment cover stronger ones.
+        adversary.setdefault("sigma", 0.0)
     spec = AttackSpec(**adversary)
     attacked = run_attack(spec, model.classifier, images[adv], labels[adv], detector_logit=model.detector_logit,
                           progress=True)
