@@ -42,7 +42,7 @@ def write_learnable_cifar(root: Path, n_train: int = 600, n_test: int = 200, siz
 
 def tiny_overrides(cifar_dir, run_dir, epochs=2):
     """--set overrides that make configs/cifar.yaml a seconds-long CPU run on the synthetic task."""
-    return [f"data.root={cifar_dir}", "data.download=false", "data.val_size=100", "model.depth=8",
+    return ["data.name=cifar10", f"data.root={cifar_dir}", "data.download=false", "data.val_size=100", "model.depth=8",
             f"train.epochs={epochs}", "train.batch_size=50",
             # flips and shifts would move the patch that defines the class
             "train.augment.crop_pad=0", "train.augment.flip=false", "train.lr_milestones=[100]", "train.lr=0.05",

@@ -1,0 +1,46 @@
+"""The main job's chain at a tiny size: trainer fit -> export onnx -> demo-stream -> agent watch."""
+import json
+import subprocess
+import sys
+
+from synthetic import tiny_overrides, write_learnable_cifar
+
+
+def run(*args, timeout=400):
+    proc = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{args[:2]} failed:\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def test_train_export_stream_watch(tmp_path):
+    data = write_learnable_cifar(tmp_path / "cifar")
+    run_dir = tmp_path / "run"
+    detector = {"point": 2, "batch_size": 50, "lr": 0.001, "train_limit": 200, "val_limit": 100, "test_limit": 64}
+    overrides = [o for o in tiny_overrides(data, run_dir, epochs=3) if not o.startswith(("detectors=", "deploy="))] + [
+        "detectors=" + json.dumps([
+            {"name": "static", "adversary": {"name": "iterative_linf", "eps": 8}, "mode": "static", "epochs": 2, **detector},
+            {"name": "dynamic", "adversary": {"name": "dynamic", "eps": 8, "alpha": 2}, "mode": "dynamic",
+             "init_from": "static", "epochs": 1, **detector},
+        ]),
+        "deploy=dynamic",
+    ]
+    run("trainer", "fit", "--config", "configs/demo.yaml", *[a for o in overrides for a in ("--set", o)])
+    assert (run_dir / "detectors" / "dynamic" / "detector.pt").is_file()
+
+    model = tmp_path / "model.onnx"
+    run("export", "onnx", "--run", str(run_dir), "--out", str(model))
+    run("export", "verify", str(model))
+
+    stream = tmp_path / "stream"
+    run("trainer", "demo-stream", "--run", str(run_dir), "--out", str(stream), "--frames", "60", "--burst", "5", "--period", "30")
+    labels = json.loads((stream / "labels.json").read_text())
+    assert labels["adversarial"] == [15, 16, 17, 18, 19, 45, 46, 47, 48, 49] and labels["detector"] == "dynamic"
+
+    watched = run("agent", "watch", "--model", str(model), "--source", str(stream / "frames" / "%05d.png"),
+                  "--labels", str(stream / "labels.json"), "--set", "metrics.port=0",
+                  "--set", f"alerts.snapshot_dir={tmp_path / 'snapshots'}", "--set", f"sinks.jsonl={tmp_path / 'alerts.jsonl'}")
+    assert "summary: 60 frames" in watched.stderr
+    assert "detection rate on adversarial frames: " in watched.stderr and "/10 = " in watched.stderr
+    assert "false alarms on clean frames:         " in watched.stderr and "/50 = " in watched.stderr
+    alerts = [json.loads(line) for line in watched.stdout.splitlines() if line.startswith("{")]
+    assert all(a["model_sha256"] and a["frame_index"] < 60 for a in alerts)
