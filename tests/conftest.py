@@ -1,3 +1,4 @@
+"""Fixtures shared by the detector and experiment tests: a tiny trained classifier on a 16x16 task."""
 import pytest
 
 from detect.tiny_run import tiny_dataset as _tiny_dataset
