@@ -84,15 +84,20 @@ def load_config(schema: type[T], path: str | Path | None, overrides: list[str] =
             raise ConfigError(f"{path}{at}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
         if not isinstance(tree, dict):
             raise ConfigError(f"{path}: top level must be a mapping of sections")
+    overridden = []
     for text in overrides:
         key_path, value = parse_override(text)
         _apply(tree, key_path, value)
+        overridden.append(key_path)
     try:
         return schema.model_validate(tree)
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        line = _line_of(root, err["loc"])
+        # A value that came from --set has no line in the file: name the override instead.
+        from_set = any([str(p) for p in err["loc"][: len(o)]] == o for o in overridden)
+        line = None if from_set else _line_of(root, err["loc"])
+        where = "--set" if from_set else where
         at = f" line {line}" if line else ""
         got = f" (got {err['input']!r})" if err["type"] != "extra_forbidden" and "input" in err and not isinstance(err["input"], dict) else ""
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]

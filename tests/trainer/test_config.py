@@ -58,3 +58,9 @@ def test_cli_help_documents_every_option():
     result = CliRunner().invoke(app, ["fit", "--help"])
     for option in ("--config", "--set", "--run-dir"):
         assert option in result.output
+
+
+def test_an_error_in_an_override_names_the_override_not_a_file_line():
+    with pytest.raises(ConfigError) as err:
+        load_config(Config, "configs/cifar.yaml", ["train.momentum=2"])
+    assert str(err.value).startswith("--set: train.momentum") and "line" not in str(err.value)
