@@ -17,13 +17,11 @@ import onnxruntime as ort
 
 from agent.config import InferenceConfig
 from agent.errors import ModelError
+from common.contract import ContractError, check_metadata
 from common.manifest import ManifestError, check_manifest, manifest_path
 
 log = logging.getLogger(__name__)
 
-CONTRACT_FORMAT = "adversary-detector/1"
-REQUIRED_KEYS = ("format", "class_names", "input_height", "input_width", "input_channels",
-                 "color_order", "resize_interpolation", "threshold")
 INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR,
                   "nearest": cv2.INTER_NEAREST, "cubic": cv2.INTER_CUBIC}
 PROVIDER_ORDER = {
@@ -52,31 +50,15 @@ class ModelInfo:
 
 
 def _parse_metadata(meta: dict[str, str], where: str) -> dict:
-    missing = [key for key in REQUIRED_KEYS if key not in meta]
-    if missing:
-        raise ModelError(f"{where}: metadata lacks {', '.join(missing)}")
-    if meta["format"] != CONTRACT_FORMAT:
-        raise ModelError(f"{where}: metadata format {meta['format']!r}, expected {CONTRACT_FORMAT!r}")
+    """The fields the agent acts on, from metadata that satisfies the contract."""
     try:
-        names = json.loads(meta["class_names"])
-        shape = int(meta["input_height"]), int(meta["input_width"]), int(meta["input_channels"])
-        threshold = float(meta["threshold"])
-    except (ValueError, TypeError) as exc:
-        raise ModelError(f"{where}: malformed metadata ({exc})") from None
-    if not isinstance(names, list) or not names:
-        raise ModelError(f"{where}: metadata class_names must be a non-empty JSON list")
-    if min(shape) < 1 or shape[2] not in (1, 3):
-        raise ModelError(f"{where}: metadata input shape {shape} is not HxWx1 or HxWx3")
-    order = meta["color_order"]
-    if (order, shape[2]) not in (("BGR", 3), ("GRAY", 1)):
-        raise ModelError(f"{where}: metadata color_order {order!r} does not fit {shape[2]} channels")
-    if meta["resize_interpolation"] not in INTERPOLATIONS:
-        raise ModelError(f"{where}: unknown resize_interpolation {meta['resize_interpolation']!r}")
-    if not 0.0 <= threshold <= 1.0:
-        raise ModelError(f"{where}: metadata threshold {threshold} is outside [0, 1]")
-    return {"class_names": [str(n) for n in names], "height": shape[0], "width": shape[1],
-            "channels": shape[2], "color_order": order,
-            "interpolation": INTERPOLATIONS[meta["resize_interpolation"]], "threshold": threshold}
+        check_metadata(meta)
+    except ContractError as exc:
+        raise ModelError(f"{where}: {exc}") from None
+    return {"class_names": [str(n) for n in json.loads(meta["class_names"])],
+            "height": int(meta["input_height"]), "width": int(meta["input_width"]),
+            "channels": int(meta["input_channels"]), "color_order": meta["color_order"],
+            "interpolation": INTERPOLATIONS[meta["resize_interpolation"]], "threshold": float(meta["threshold"])}
 
 
 def verify_model(path: str | Path) -> ModelInfo:

@@ -10,18 +10,11 @@ from typing import TYPE_CHECKING
 
 import onnx
 
+from common.contract import FORMAT, ContractError, check_metadata
 from export.errors import ExportError
 
 if TYPE_CHECKING:  # only for the annotation: this module must not import torch
     from export.rundir import Run
-
-FORMAT = "adversary-detector/1"
-KEYS = ("format", "class_names", "input_height", "input_width", "input_channels", "color_order",
-        "resize_interpolation", "threshold", "threshold_fpr", "thresholds", "attach_point", "adversary",
-        "detector_mode", "dataset", "test_accuracy", "detectability", "auroc", "classifier_sha256",
-        "detector_sha256", "package_version", "precision")
-PRECISIONS = ("fp32", "fp16", "int8")
-
 
 def package_version() -> str:
     """Version of the installed project (the wheel/egg that holds `export`)."""
@@ -80,33 +73,8 @@ def read(model: onnx.ModelProto) -> dict[str, str]:
 
 
 def check(meta: dict[str, str]) -> None:
-    """Raise `ExportError` unless `meta` has every contract key with a well-formed value."""
-    missing = [key for key in KEYS if key not in meta]
-    if missing:
-        raise ExportError(f"metadata lacks {', '.join(missing)}")
-    if meta["format"] != FORMAT:
-        raise ExportError(f"metadata format {meta['format']!r}, expected {FORMAT!r}")
+    """Raise `ExportError` unless `meta` satisfies the contract (the same check the agent runs)."""
     try:
-        names = json.loads(meta["class_names"])
-        channels = int(meta["input_channels"])
-        sizes = int(meta["input_height"]), int(meta["input_width"])
-        numbers = {key: float(meta[key]) for key in ("threshold", "threshold_fpr", "test_accuracy",
-                                                     "detectability", "auroc")}
-        thresholds = json.loads(meta["thresholds"])
-        json.loads(meta["adversary"])
-    except (ValueError, TypeError) as exc:
-        raise ExportError(f"malformed metadata ({exc})") from None
-    problems = []
-    if not isinstance(names, list) or not names:
-        problems.append("class_names is not a non-empty JSON list")
-    if min(sizes) < 1 or (meta["color_order"], channels) not in (("BGR", 3), ("GRAY", 1)):
-        problems.append(f"input {sizes} x {channels} channels with color_order {meta['color_order']!r}")
-    if not 0.0 <= numbers["threshold"] <= 1.0:
-        problems.append(f"threshold {numbers['threshold']} outside [0, 1]")
-    if not isinstance(thresholds, list) or not all(isinstance(t, dict) and {"fpr", "threshold"} <= t.keys()
-                                                     for t in thresholds):
-        problems.append("thresholds is not a JSON list of {fpr, threshold}")
-    if meta["precision"] not in PRECISIONS:
-        problems.append(f"precision {meta['precision']!r} not one of {', '.join(PRECISIONS)}")
-    if problems:
-        raise ExportError("bad metadata: " + "; ".join(problems))
+        check_metadata(meta)
+    except ContractError as exc:
+        raise ExportError(str(exc)) from None

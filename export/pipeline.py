@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from common.contract import PRECISIONS
+from common.manifest import manifest_path, write_manifest
 from export import metadata
 from export.compare import Tolerances, compare, reference_scores, to_frames
 from export.errors import ExportError
 from export.graph import FusedGraph, to_onnx
-from common.manifest import manifest_path, write_manifest
 from export.rundir import load_run
 from export.variants import convert
 from export.verify import check_file, open_session
@@ -34,8 +35,8 @@ def export_onnx(run_dir: str | Path, detector: str | None = None, out: str | Pat
     `force` ships an fp16/int8 variant that fails its quality gates (the report says so);
     it never overrides fp32 parity, which failing means the export itself is wrong.
     """
-    if precision not in metadata.PRECISIONS:
-        raise ExportError(f"precision {precision!r} is not one of {', '.join(metadata.PRECISIONS)}")
+    if precision not in PRECISIONS:
+        raise ExportError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     run = load_run(run_dir, detector)
     meta = metadata.build(run, precision)  # before the slow part: a checkpoint lacking a field fails now
     out = Path(out) if out is not None else default_out(run_dir, run.detector_name, precision)
