@@ -9,6 +9,7 @@ Batch-1 latency p50/p99 (ms per frame) and batch-32 throughput (frames/s). Measu
 interleaved round-robin so that load from other processes hits every variant alike.
 
     python benchmarks/inference.py                      # random ResNet-32, AD(2) and AD(4)
+    python benchmarks/inference.py --arch imagenet      # the same with Sec. 4.2's detector
     python benchmarks/inference.py --run runs/cifar     # a trained run's classifier + detector
 """
 from __future__ import annotations
@@ -27,7 +28,8 @@ from export.compare import auroc, session_outputs
 from export.graph import FramesToImages, FusedGraph, to_onnx
 from export.rundir import load_run
 from export.variants import to_int8
-from trainer.models import DetectedClassifier, Detector, ResNet, paper_pools
+from trainer.models import DetectedClassifier, ResNet, build_detector
+from trainer.models.detector import ARCHS
 
 
 class ClassifierOnly(nn.Module):
@@ -52,11 +54,11 @@ class DetectorOnly(nn.Module):
         return torch.sigmoid(self.model.detector_logit(self.pre(frames)))
 
 
-def random_model(depth: int, point: int, seed: int = 0) -> DetectedClassifier:
-    """ResNet-`depth` + detector at AD(`point`) with random weights and non-trivial BatchNorm statistics."""
+def random_model(depth: int, point: int, arch: str = "fig1", seed: int = 0) -> DetectedClassifier:
+    """ResNet-`depth` + `arch` detector at AD(`point`) with random weights and non-trivial BatchNorm statistics."""
     torch.manual_seed(seed)
     classifier = ResNet(depth, 3, 10)
-    model = DetectedClassifier(classifier, Detector(classifier.tap_channels[point], paper_pools(point)), point)
+    model = DetectedClassifier(classifier, build_detector(arch, classifier.tap_channels[point], point), point)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.normal_(0, 0.1)
@@ -138,6 +140,8 @@ def main() -> None:
     parser.add_argument("--detector", help="with --run: which detector (default: the only one)")
     parser.add_argument("--depth", type=int, default=32, help="ResNet depth without --run")
     parser.add_argument("--points", type=int, nargs="+", default=[2, 4], help="attachment points without --run")
+    parser.add_argument("--arch", choices=list(ARCHS), default="fig1",
+                        help="detector network without --run: Fig. 1's or Sec. 4.2's")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for ORT and PyTorch")
     parser.add_argument("--iters", type=int, default=200, help="batch-1 calls per variant")
     parser.add_argument("--chunk", type=int, default=10, help="batch-1 calls per variant before moving to the next")
@@ -154,7 +158,7 @@ def main() -> None:
         shape = (32, 32, 3)
         clean = rng.integers(0, 256, (128, 3, 32, 32), dtype=np.int16)
         adversarial = np.clip(clean + 2 * rng.choice([-1, 1], clean.shape), 0, 255).astype(np.uint8)
-        cases = [(f"ResNet-{args.depth}", random_model(args.depth, p), shape, clean.astype(np.uint8), adversarial, None,
+        cases = [(f"ResNet-{args.depth} {args.arch}", random_model(args.depth, p, args.arch), shape, clean.astype(np.uint8), adversarial, None,
                   "random images +-2 noise, random weights: AUROC not meaningful")
                  for p in args.points]
 

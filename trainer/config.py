@@ -73,6 +73,8 @@ class DetectorTraining(Schema):
     eval_batch_size: PositiveInt = Field(500, description="images per batch when scoring or attacking")
     modify_prob: float = Field(0.5, ge=0, le=1, description="dynamic mode: probability that the adversary modifies an image (Sec. 3.3: 0.5)")
     sigma_range: tuple[float, float] = Field((0.0, 1.0), description="dynamic mode: sigma is drawn uniformly from this range per mini-batch (Sec. 3.3: [0, 1])")
+    arch: Literal["fig1", "imagenet"] = Field("fig1", description="detector network: fig1 = Fig. 1's conv96-conv192-conv192 "
+                                              "(pooling by attachment point); imagenet = Sec. 4.2's five conv196 with one max-pool")
 
     @model_validator(mode="after")
     def _check_sigma(self):

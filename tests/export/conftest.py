@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from trainer import checkpoint
-from trainer.models import DetectedClassifier, Detector, ResNet, paper_pools
+from trainer.models import DetectedClassifier, ResNet, build_detector
 
 SIZE, CLASSES, EVAL_IMAGES = 16, 4, 48
 
@@ -27,7 +27,7 @@ def _randomise_bn(model: torch.nn.Module, gen: torch.Generator) -> None:
 
 
 def write_run(root: Path, channels: int = 3, detectors: tuple[str, ...] = ("ifgsm",), point: int = 2,
-              eval_images: bool = True, seed: int = 0) -> Path:
+              eval_images: bool = True, seed: int = 0, arch: str = "fig1") -> Path:
     """Write RUN/classifier.pt, RUN/config.yaml and RUN/detectors/<name>/{detector,eval}.pt."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -42,7 +42,7 @@ def write_run(root: Path, channels: int = 3, detectors: tuple[str, ...] = ("ifgs
     }, root / "classifier.pt")
     (root / "config.yaml").write_text("run_dir: runs/fixture\nmodel:\n  arch: resnet\n  depth: 8\n")
     for name in detectors:
-        detector = Detector(classifier.tap_channels[point], paper_pools(point))
+        detector = build_detector(arch, classifier.tap_channels[point], point)
         _randomise_bn(detector, gen)
         model = DetectedClassifier(classifier, detector, point).eval()
         clean = torch.randint(0, 256, (EVAL_IMAGES, channels, SIZE, SIZE), generator=gen, dtype=torch.uint8)
@@ -53,7 +53,7 @@ def write_run(root: Path, channels: int = 3, detectors: tuple[str, ...] = ("ifgs
         thresholds = [{"fpr": fpr, "threshold": float(p_clean.quantile(1 - fpr))} for fpr in (0.01, 0.05)]
         directory = root / "detectors" / name
         checkpoint.save({
-            "name": name, "point": point, "pools": paper_pools(point), "in_channels": classifier.tap_channels[point],
+            "name": name, "point": point, "arch": arch, "in_channels": classifier.tap_channels[point],
             "adversary": {"name": "iterative_linf", "eps": 2}, "mode": "static", "state_dict": detector.state_dict(),
             "thresholds": thresholds, "threshold": thresholds[0]["threshold"], "threshold_fpr": 0.01,
             "detectability": 0.93, "auroc": 0.97,

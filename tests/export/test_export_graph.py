@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from typer.testing import CliRunner
 
+from export.cli import app
 from export.compare import session_outputs, to_frames, torch_outputs
 from export.errors import ExportError
 from export.graph import FramesToImages
@@ -50,6 +52,20 @@ def test_grey_run(make_run, tmp_path):
     run = load_run(run_dir)
     probs, p_adv = session_outputs(open_session(out), run.images.adversarial)
     assert np.abs(p_adv - torch_outputs(run, run.images.adversarial)[1]).max() <= ATOL
+
+
+def test_sec_4_2_detector_run(make_run, tmp_path):
+    """A run with Sec. 4.2's detector exports as one graph with PyTorch parity, from the command line."""
+    run_dir = make_run(tmp_path / "imagenet", point=3, arch="imagenet")
+    out = tmp_path / "m.onnx"
+    assert CliRunner().invoke(app, ["onnx", "--run", str(run_dir), "--out", str(out)]).exit_code == 0
+    convs = sum(node.op_type == "Conv" for node in onnx.load(out).graph.node)
+    assert convs == 1 + 3 * 2 + 2 + 6  # ResNet-8 as in test_trunk_is_computed_once; detector: 5 + 1x1
+    run = load_run(run_dir)
+    for images in (run.images.clean, run.images.adversarial):
+        probs, p_adv = session_outputs(open_session(out), images)
+        ref_probs, ref_p_adv = torch_outputs(run, images)
+        assert np.abs(probs - ref_probs).max() <= ATOL and np.abs(p_adv - ref_p_adv).max() <= ATOL
 
 
 def test_bgr_bug_fails_parity_and_leaves_nothing(run_dir, tmp_path, monkeypatch):

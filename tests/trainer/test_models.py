@@ -1,7 +1,13 @@
+from typing import get_args
+
 import pytest
 import torch
 
-from trainer.models import DetectedClassifier, Detector, ResNet, paper_pools
+from trainer import checkpoint
+from trainer.config import DetectorTraining
+from trainer.models import DetectedClassifier, Detector, ImageNetDetector, ResNet, build_detector, paper_pools
+from trainer.models.build import load_detected_classifier
+from trainer.models.detector import ARCHS
 
 
 def test_resnet32_taps_have_the_papers_shapes():
@@ -31,6 +37,49 @@ def test_paper_pooling_rule():
     # AD(4) of ResNet-32 at 32x32 is 8x8: without pools the detector still sees a map
     det = Detector(64, paper_pools(4))
     assert det(torch.rand(2, 64, 8, 8)).shape == (2,)
+
+
+def test_imagenet_detector_has_the_sec_4_2_layout_and_one_logit():
+    det = ImageNetDetector(512).eval()
+    convs = [m for m in det.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(m.kernel_size, m.out_channels) for m in convs] == [((3, 3), 196)] * 5 + [((1, 1), 2)]
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in det.modules()) == 5
+    h = torch.rand(3, 512, 14, 14)  # VGG16's AD(4) at 224x224
+    with torch.no_grad():
+        assert det.body[:2](h).shape == (3, 196, 7, 7)  # the one 2x2 max-pool, right after the first conv
+        z = det.body(h)
+        assert z.shape == (3, 2)
+        assert torch.equal(det(h), z[:, 1] - z[:, 0])  # logit = z_adv - z_clean
+        assert det(torch.rand(2, 512, 2, 2)).shape == (2,)  # AD(4) at 32x32 still fits
+
+
+def test_build_detector_knows_the_configs_archs():
+    assert set(get_args(DetectorTraining.model_fields["arch"].annotation)) == set(ARCHS)
+    assert isinstance(build_detector("imagenet", 64, 4), ImageNetDetector)
+    fig1 = build_detector("fig1", 64, 4)
+    assert isinstance(fig1, Detector) and not any(isinstance(m, torch.nn.MaxPool2d) for m in fig1.modules())
+    with pytest.raises(ValueError, match="unknown detector arch"):
+        build_detector("vgg", 64, 4)
+
+
+@pytest.mark.parametrize("arch", ["fig1", "imagenet", None])
+def test_detector_checkpoint_round_trip(tmp_path, arch):
+    """build.py rebuilds what a detector.pt holds; one without an `arch` key (older runs) is Fig. 1's."""
+    torch.manual_seed(0)
+    classifier, point = ResNet(8, 3, 4).eval(), 3
+    detector = build_detector(arch or "fig1", classifier.tap_channels[point], point)
+    for m in detector.modules():  # non-trivial statistics, so a mismatched rebuild shows in the outputs
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.2)
+    checkpoint.save({"model_config": {"arch": "resnet", "depth": 8}, "in_channels": 3, "num_classes": 4,
+                     "state_dict": classifier.state_dict()}, tmp_path / "classifier.pt")
+    ckpt = {"point": point, "in_channels": classifier.tap_channels[point], "state_dict": detector.state_dict()}
+    checkpoint.save(ckpt | ({"arch": arch} if arch else {"pools": paper_pools(point)}), tmp_path / "detectors" / "d" / "detector.pt")
+    model, _, _ = load_detected_classifier(tmp_path, "d")
+    assert type(model.detector) is type(detector)
+    x = torch.rand(2, 3, 16, 16) * 255
+    with torch.no_grad():
+        assert torch.allclose(model.detector_logit(x), DetectedClassifier(classifier, detector.eval(), point).detector_logit(x))
 
 
 def test_bad_depth_is_refused():

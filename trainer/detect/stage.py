@@ -18,7 +18,7 @@ from trainer.config import CalibrationConfig, DetectorSpec
 from trainer.detect.data import split_images, twins
 from trainer.detect.evaluate import calibrate_threshold, detectability, alert_rate, scores, summary
 from trainer.detect.train import TrainingData, dynamic_validation_set, train_detector
-from trainer.models.detector import DetectedClassifier, Detector, paper_pools
+from trainer.models.detector import DetectedClassifier, build_detector
 
 EVAL_IMAGES = 256  # test images in eval.pt, for the exporter's parity check
 
@@ -51,7 +51,7 @@ def attach(ctx, spec: DetectorSpec, state_dict: dict | None = None) -> DetectedC
     if spec.point >= len(ctx.classifier.tap_channels):
         raise ValueError(f"detector {spec.name}: point {spec.point} exceeds the classifier's AD(0)..AD({len(ctx.classifier.tap_channels) - 1})")
     torch.manual_seed(ctx.cfg.seed)
-    detector = Detector(ctx.classifier.tap_channels[spec.point], paper_pools(spec.point))
+    detector = build_detector(spec.arch, ctx.classifier.tap_channels[spec.point], spec.point)
     if state_dict is not None:
         detector.load_state_dict(state_dict)
     return DetectedClassifier(ctx.classifier, detector.to(ctx.device).eval(), spec.point)
@@ -60,7 +60,10 @@ def attach(ctx, spec: DetectorSpec, state_dict: dict | None = None) -> DetectedC
 def ensure_detector(ctx, spec: DetectorSpec) -> dict:
     """The `detector.pt` dict of `spec`, training and evaluating it first unless already done."""
     out = ctx.run_dir / "detectors" / spec.name
-    stamp = {"spec": spec.model_dump(mode="json"), "classifier_sha256": classifier_sha256(ctx),
+    # Fig. 1's detector was the only one before `arch` existed: leaving its default out of the
+    # stamp keeps the detectors of earlier runs valid instead of retraining them all.
+    spec_json = spec.model_dump(mode="json", exclude={"arch"} if spec.arch == "fig1" else None)
+    stamp = {"spec": spec_json, "classifier_sha256": classifier_sha256(ctx),
              "calibration": ctx.cfg.calibration.model_dump(mode="json")}
     done = out / "detector.pt"
     if done.exists():
@@ -84,7 +87,7 @@ def ensure_detector(ctx, spec: DetectorSpec) -> dict:
         test_adv = dynamic_validation_set(model, spec, test_x, test_y, ctx.cfg.seed + 1)
     report = evaluate(model, spec, test_x, test_adv, data.val_x, ctx.cfg.calibration, ctx.device)
     ckpt = {
-        "name": spec.name, "point": spec.point, "pools": paper_pools(spec.point),
+        "name": spec.name, "point": spec.point, "arch": spec.arch,
         "in_channels": ctx.classifier.tap_channels[spec.point],
         "adversary": {"name": spec.adversary.name, **spec.adversary.params()}, "mode": spec.mode,
         "state_dict": {k: v.cpu() for k, v in trained["state_dict"].items()},

@@ -1,6 +1,6 @@
-"""Classifiers with attachment points, and the adversary detector."""
-from trainer.models.detector import DetectedClassifier, Detector, paper_pools
+"""Classifiers with attachment points, and the adversary detectors."""
+from trainer.models.detector import DetectedClassifier, Detector, ImageNetDetector, build_detector, paper_pools
 from trainer.models.resnet import ResNet
 from trainer.models.tapped import TappedClassifier
 
-__all__ = ["DetectedClassifier", "Detector", "ResNet", "TappedClassifier", "paper_pools"]
+__all__ = ["DetectedClassifier", "Detector", "ImageNetDetector", "ResNet", "TappedClassifier", "build_detector", "paper_pools"]

@@ -7,7 +7,7 @@ import torch
 
 from trainer import checkpoint
 from trainer.config import ModelConfig
-from trainer.models.detector import DetectedClassifier, Detector
+from trainer.models.detector import DetectedClassifier, build_detector
 from trainer.models.resnet import ResNet
 from trainer.models.tapped import TappedClassifier
 
@@ -34,7 +34,8 @@ def load_detected_classifier(run_dir: str | Path, detector_name: str, device: st
     """Classifier + trained detector `detector_name` of a run, in eval mode, with both checkpoints' metadata."""
     classifier, cls_ckpt = load_classifier(run_dir, device)
     det_ckpt = checkpoint.load(Path(run_dir) / "detectors" / detector_name / "detector.pt", device)
-    detector = Detector(det_ckpt["in_channels"], det_ckpt["pools"])
+    # Checkpoints from before the `arch` key hold Fig. 1's detector.
+    detector = build_detector(det_ckpt.get("arch", "fig1"), det_ckpt["in_channels"], det_ckpt["point"])
     detector.load_state_dict(det_ckpt["state_dict"])
     model = DetectedClassifier(classifier, detector, det_ckpt["point"]).to(device).eval()
     return model, cls_ckpt, det_ckpt

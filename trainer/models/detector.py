@@ -1,4 +1,4 @@
-"""The adversary detection network of Fig. 1 (bottom) and its attachment to a classifier."""
+"""The adversary detection networks (Fig. 1 and Sec. 4.2) and their attachment to a classifier."""
 from __future__ import annotations
 
 import torch
@@ -8,12 +8,24 @@ from trainer.models.resnet import conv_bn_relu
 from trainer.models.tapped import TappedClassifier
 
 
-class Detector(nn.Module):
+class TwoWayHead(nn.Module):
+    """A `body` ending in a two-way map [N, 2] (clean, adversarial), returned as one logit z_adv - z_clean.
+
+    That logit is all the paper's two-way softmax carries: sigmoid(logit) is exactly its p_adv.
+    """
+
+    body: nn.Module
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        z = self.body(h)
+        return z[:, 1] - z[:, 0]
+
+
+class Detector(TwoWayHead):
     """conv96 -> MP -> conv192 -> MP -> conv192 -> 1x1 conv(2) -> GAP, returning one logit.
 
     `pools` says how many of the two max-pools to keep; the paper skips the second at AD(3)
-    and both at AD(4), where the input is already downsampled. The logit is z_adv - z_clean
-    of the paper's two-way softmax, so sigmoid(logit) is exactly its p_adv.
+    and both at AD(4), where the input is already downsampled.
     """
 
     def __init__(self, in_channels: int, pools: int = 2):
@@ -27,14 +39,43 @@ class Detector(nn.Module):
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        z = self.body(h)
-        return z[:, 1] - z[:, 0]
+
+class ImageNetDetector(TwoWayHead):
+    """Sec. 4.2's detector: five 3x3 conv196 (BN, ReLU) with a 2x2 max-pool after the first,
+    then 1x1 conv(2) -> GAP, returning one logit.
+
+    The paper's 1x1 convolution "maps onto the 10 classes", but the detector's softmax is over
+    two (clean, adversarial), so it has 2 outputs here, as in Fig. 1.
+    """
+
+    def __init__(self, in_channels: int):
+        super().__init__()
+        width = 196  # feature maps of every 3x3 convolution (Sec. 4.2)
+        self.body = nn.Sequential(
+            conv_bn_relu(in_channels, width), nn.MaxPool2d(2),
+            *[conv_bn_relu(width, width) for _ in range(4)],
+            nn.Conv2d(width, 2, 1),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
 
 
 def paper_pools(point: int) -> int:
     """Max-pools the paper keeps at AD(point): both up to AD(2), one at AD(3), none at AD(4)."""
     return {3: 1, 4: 0}.get(point, 2)
+
+
+# arch -> constructor(in_channels, point); the names are those of the detector config's `arch`.
+ARCHS = {
+    "fig1": lambda in_channels, point: Detector(in_channels, paper_pools(point)),  # pooling by attachment point
+    "imagenet": lambda in_channels, point: ImageNetDetector(in_channels),  # the same layout at any point
+}
+
+
+def build_detector(arch: str, in_channels: int, point: int) -> TwoWayHead:
+    """A fresh detector of `arch` (a key of ARCHS) for an activation with `in_channels` maps at AD(point)."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown detector arch {arch!r}; expected one of {', '.join(ARCHS)}")
+    return ARCHS[arch](in_channels, point)
 
 
 class DetectedClassifier(nn.Module):
