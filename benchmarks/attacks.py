@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.attacks import deepfool, fast, iterative_l2, iterative_linf, success_report
+from trainer.attacks import AttackSpec, deepfool, run_attack, success_report
 from trainer.models import ResNet
 
 CLASSES = 10
@@ -90,22 +90,27 @@ def rows(model: nn.Module) -> list[tuple[str, str, Callable, int]]:
     def torchattacks(attack):
         return lambda x, y: attack(x / 255, y) * 255
 
+    def ours(name, **params):  # the path the trainer takes: run_attack, one batch
+        return lambda x, y: run_attack(AttackSpec(name=name, **params), model, x, y, batch_size=len(x))
+
     return [
-        ("fast linf eps=4", "this project", lambda x, y: fast(model, x, y, 4), 5),
-        ("iterative linf eps=4 (a=1, 10 steps)", "this project", lambda x, y: iterative_linf(model, x, y, 4), 5),
+        ("fast linf eps=4", "this project", ours("fast", eps=4), 5),
+        ("iterative linf eps=4 (a=1, 10 steps)", "this project", ours("iterative_linf", eps=4), 5),
         ("iterative linf eps=4 (a=1, 10 steps)", "torchattacks BIM",
          torchattacks(ta.BIM(unit, eps=4 / 255, alpha=1 / 255, steps=10)), 5),
         ("iterative linf eps=4 (a=1, 10 steps)", "foolbox LinfBasicIterative",
          foolbox(fb.attacks.LinfBasicIterativeAttack(abs_stepsize=1, steps=10, random_start=False), 4), 5),
-        ("iterative l2 eps=80 (a=20, 10 steps)", "this project", lambda x, y: iterative_l2(model, x, y, 80), 5),
+        ("iterative l2 eps=80 (a=20, 10 steps)", "this project", ours("iterative_l2", eps=80), 5),
         ("iterative l2 eps=80 (a=20, 10 steps)", "foolbox L2BasicIterative",
          foolbox(fb.attacks.L2BasicIterativeAttack(abs_stepsize=20, steps=10, random_start=False), 80), 5),
-        ("deepfool l2 (overshoot 0.02, 50 it.)", "this project", lambda x, y: deepfool(model, x, y, "l2"), 5),
+        ("deepfool l2 (overshoot 0.02, 50 it.)", "this project", ours("deepfool_l2"), 5),
+        ("deepfool l2 (overshoot 0.02, 50 it.)", "this project, BN not folded",
+         lambda x, y: deepfool(model, x, y, "l2"), 5),
         ("deepfool l2 (overshoot 0.02, 50 it.)", "torchattacks DeepFool",
          torchattacks(ta.DeepFool(unit, steps=50, overshoot=0.02)), 1),
         ("deepfool l2 (overshoot 0.02, 50 it.)", "foolbox L2DeepFool",
          foolbox(fb.attacks.L2DeepFoolAttack(steps=50, candidates=CLASSES, overshoot=0.02), None), 3),
-        ("deepfool linf (overshoot 0.02, 50 it.)", "this project", lambda x, y: deepfool(model, x, y, "linf"), 5),
+        ("deepfool linf (overshoot 0.02, 50 it.)", "this project", ours("deepfool_linf"), 5),
         ("deepfool linf (overshoot 0.02, 50 it.)", "foolbox LinfDeepFool",
          foolbox(fb.attacks.LinfDeepFoolAttack(steps=50, candidates=CLASSES, overshoot=0.02), None), 3),
     ]

@@ -11,12 +11,13 @@ from torch import nn
 from tqdm import tqdm
 
 from common.config import Schema
-from trainer.attacks._ops import model_device
+from trainer.attacks._ops import model_device, module_of
 from trainer.attacks.adaptive import adaptive
 from trainer.attacks.deepfool import deepfool
 from trainer.attacks.dynamic import dynamic
 from trainer.attacks.fast import fast
 from trainer.attacks.iterative import iterative_l2, iterative_linf
+from trainer.models.fold import folded
 
 # The paper's adversaries (Sec. 3.1, 3.3) and the adaptive attack. DeepFool's two norms are
 # two adversaries in the paper, so each has its own name.
@@ -89,15 +90,18 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: torch.Tensor, y: torch.Ten
                batch_size: int = 256, progress: bool = False) -> torch.Tensor:
     """Attacks a whole set (uint8 or float images in 0..255) batch by batch on the model's device.
 
-    Returns float32 adversarial images in 0..255 on x's device.
+    Returns float32 adversarial images in 0..255 on x's device. The attack differentiates
+    through `folded` copies of the networks (BatchNorm folded into convolutions), which compute
+    the same eval-mode function faster; the caller's modules are left as they are.
     """
     attack = ATTACKS[spec.name]
     data: tuple = ()
     if needs_detector(spec.name):
         if detector_logit is None:
             raise ValueError(f"{spec.name} attacks a detector: pass detector_logit")
-        data = (detector_logit,)
+        data = (_folded_method(detector_logit),)
     device = model_device(model) or x.device
+    model = folded(model)
     out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
     starts = range(0, len(x), batch_size)
     for i in tqdm(starts, desc=attack_key(spec), unit="batch", disable=not progress):
@@ -105,3 +109,12 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: torch.Tensor, y: torch.Ten
         yb = y[i : i + batch_size].to(device, torch.long)
         out[i : i + batch_size] = attack(model, *data, xb, yb, **spec.params()).detach().to(x.device)
     return out
+
+
+def _folded_method(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`fn` computed by a folded copy of the module behind it (a module, or a method of one such
+    as `DetectedClassifier.detector_logit`); other callables are used as they are."""
+    owner = module_of(fn)
+    if owner is None:
+        return fn
+    return folded(owner) if owner is fn else getattr(folded(owner), fn.__name__)

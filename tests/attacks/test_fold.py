@@ -1,0 +1,47 @@
+import torch
+from torch import nn
+
+from trainer.attacks import AttackSpec, dynamic, run_attack
+from trainer.models import DetectedClassifier, Detector, ResNet
+from trainer.models.fold import folded
+
+
+def _trained_bn(model: nn.Module) -> nn.Module:
+    """Non-trivial BN statistics and affine parameters, as after training."""
+    torch.manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2)
+            nn.init.uniform_(m.weight, 0.5, 1.5), nn.init.uniform_(m.bias, -0.5, 0.5)
+    return model
+
+
+def test_folded_copy_computes_the_same_function_and_gradients_without_batchnorm():
+    model = _trained_bn(ResNet(8))
+    net = folded(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+    x = (torch.rand(4, 3, 32, 32) * 255).requires_grad_(True)
+    z_ref = model.eval()(x)
+    z = net(x)
+    assert torch.allclose(z, z_ref, atol=1e-4)
+    g_ref, = torch.autograd.grad(z_ref[:, 3].sum(), x)
+    g, = torch.autograd.grad(z[:, 3].sum(), x)
+    assert torch.allclose(g, g_ref, atol=1e-4 * g_ref.abs().max().item())
+
+
+def test_folding_leaves_the_original_model_alone():
+    model = _trained_bn(ResNet(8)).train()
+    folded(model)
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) > 0
+
+
+def test_run_attack_with_a_detector_differentiates_a_folded_copy_of_the_same_detector():
+    classifier = _trained_bn(ResNet(8)).eval()
+    model = DetectedClassifier(classifier, _trained_bn(Detector(16)), 2).eval()
+    x, y = torch.rand(6, 3, 32, 32) * 255, torch.arange(6)
+    spec = AttackSpec(name="dynamic", eps=4, alpha=1, sigma=1.0)  # sigma 1: only the detector's gradient moves x
+    expected = dynamic(classifier, model.detector_logit, x, y, eps=4, alpha=1, sigma=1.0)
+    adv = run_attack(spec, classifier, x, y, model.detector_logit)
+    assert (adv - expected).abs().gt(1e-3).float().mean() < 0.01  # sign steps agree except at near-zero gradients
+    assert model.detector.training is False and all(p.requires_grad for p in model.detector.parameters())
