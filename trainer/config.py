@@ -72,7 +72,7 @@ class DetectorTraining(Schema):
     test_limit: Optional[PositiveInt] = Field(None, description="test images for detectability/ROC; None = all")
     eval_batch_size: PositiveInt = Field(500, description="images per batch when scoring or attacking")
     modify_prob: float = Field(0.5, ge=0, le=1, description="dynamic mode: probability that the adversary modifies an image (Sec. 3.3: 0.5)")
-    sigma_range: tuple[float, float] = Field((0.0, 1.0), description="dynamic mode: sigma is drawn uniformly from this range per mini-batch (Sec. 3.3: [0, 1])")
+    sigma_range: tuple[float, float] = Field((0.0, 1.0), description="dynamic mode: each modified image's sigma is drawn uniformly from this range (Sec. 3.3: [0, 1])")
     arch: Literal["fig1", "imagenet"] = Field("fig1", description="detector network: fig1 = Fig. 1's conv96-conv192-conv192 "
                                               "(pooling by attachment point); imagenet = Sec. 4.2's five conv196 with one max-pool")
 
@@ -98,7 +98,7 @@ class DetectorSpec(DetectorTraining):
     @field_validator("adversary", mode="wrap")
     @classmethod
     def _sigma_drawn(cls, value, handler):
-        # Dynamic training draws sigma per mini-batch (Sec. 3.3): its adversary is `dynamic` without a sigma,
+        # Dynamic training draws sigma per image (Sec. 3.3): its adversary is `dynamic` without a sigma,
         # which AttackSpec alone would reject.
         if isinstance(value, dict) and value.get("name") == "dynamic" and value.get("sigma") is None:
             return handler({**value, "sigma": 0.0}).model_copy(update={"sigma": None})
@@ -110,7 +110,7 @@ class DetectorSpec(DetectorTraining):
             raise ValueError(f"mode {self.mode} and adversary {self.adversary.name} do not fit: "
                              "mode dynamic trains against adversary `dynamic`, mode static against any other")
         if self.adversary.name == "dynamic" and self.adversary.sigma is not None:
-            raise ValueError("dynamic training draws sigma from sigma_range per mini-batch; leave adversary.sigma unset")
+            raise ValueError("dynamic training draws each image's sigma from sigma_range; leave adversary.sigma unset")
         if self.adversary.name == "adaptive":
             raise ValueError("the adaptive attack needs a trained detector and threshold; it is an experiment, not a training adversary")
         return self
@@ -168,6 +168,11 @@ class Fig5Config(Schema):
     static_adversary: str = Field("iterative_linf", description="the static detector's training adversary (at `eps`)")
     params: dict[str, Any] = Field({}, description="further parameters of the dynamic adversary (alpha, steps)")
     test_limit: Optional[PositiveInt] = Field(None, description="test images attacked per sigma; None = experiments.train.test_limit")
+    dynamic_train: Optional[DetectorTraining] = Field(
+        None, description="training of the dynamic detector; None = experiments.train. Adversarial training needs "
+                          "more steps than static training, so short CPU protocols give it more epochs here")
+    harden_static: bool = Field(False, description="start the dynamic detector from the trained static one instead of "
+                                                   "from scratch (the paper trains it from scratch for 20 epochs)")
 
     @model_validator(mode="after")
     def _check_attacks(self):

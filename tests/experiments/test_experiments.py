@@ -4,6 +4,7 @@ import sys
 import pytest
 from detect.tiny_run import TRAIN, make_ctx
 
+from trainer import checkpoint
 from trainer.detect import run_detector_stage
 from trainer.detect import stage as stage_module
 from trainer.experiments import adaptive as adaptive_module
@@ -18,7 +19,8 @@ CONFIG = {
         "enabled": True, "train": SMALL,
         "adversaries": [{"name": "fast", "eps": [8, 16], "point": 2}, {"name": "iterative_linf", "eps": [8], "point": 2}],
         "fig2": {"points": [1, 2]},
-        "fig5": {"eps": 8, "sigmas": [0.0, 0.5], "params": {"alpha": 4}},
+        "fig5": {"eps": 8, "sigmas": [0.0, 0.5], "params": {"alpha": 4}, "harden_static": True,
+                 "dynamic_train": {**SMALL, "epochs": 1}},
         "adaptive": {"params": {"steps": 4, "restarts": 1}},
     },
 }
@@ -47,6 +49,8 @@ def test_each_experiment_writes_its_figure_and_table(run):
     assert list(fig3) == ["fast"] and len(fig3["fast"]["values"]) == 2  # iterative_linf has a single eps
     fig5 = json.loads((out / "fig5.json").read_text())["rows"]
     assert {(r["detector"], r["sigma"]) for r in fig5} == {(d, s) for d in ("static", "dynamic") for s in (0.0, 0.5)}
+    dynamic = checkpoint.load(run.run_dir / "detectors" / "x-dynamic-dynamic-eps8-alpha4-ad2" / "detector.pt")["spec"]
+    assert dynamic["init_from"] == "x-static-iterative_linf-eps8-ad2" and dynamic["epochs"] == 1  # fig5.dynamic_train
     # Fig. 2 left/right, Fig. 3/4 and Fig. 5's static detector share one cache entry per (attack, depth).
     names = sorted(p.name for p in (run.run_dir / "detectors").iterdir())
     assert names == ["deployed", "x-dynamic-dynamic-eps8-alpha4-ad2", "x-static-fast-eps16-ad1", "x-static-fast-eps16-ad2",

@@ -9,7 +9,7 @@ import torch
 
 from trainer.attacks import AttackSpec, attack_key
 from trainer.classify import accuracy
-from trainer.config import AdversaryGrid, DetectorSpec
+from trainer.config import AdversaryGrid, DetectorSpec, DetectorTraining
 from trainer.detect import attach, ensure_detector
 from trainer.detect.data import split_images, twins
 from trainer.detect.evaluate import detectability
@@ -42,15 +42,17 @@ def label(spec: AttackSpec) -> str:
     return spec.name if spec.eps is None else f"{spec.name} eps={spec.eps:g}"
 
 
-def grid_detector_spec(ctx, adversary: AttackSpec | dict, point: int, mode: str = "static") -> DetectorSpec:
+def grid_detector_spec(ctx, adversary: AttackSpec | dict, point: int, mode: str = "static",
+                       train: Optional[DetectorTraining] = None) -> DetectorSpec:
     """The spec of the experiments' detector for `adversary` at AD(point); the name is the cache key Figs. 2-5 share.
 
-    `adversary` is a dict for dynamic mode, whose attack has no sigma until training draws one.
+    `adversary` is a dict for dynamic mode, whose attack has no sigma until training draws one;
+    `train` replaces `experiments.train`.
     """
     if isinstance(adversary, AttackSpec):
         adversary = adversary.model_dump(exclude_none=True)
     spec = DetectorSpec(name="pending", adversary=adversary, point=point, mode=mode,
-                        **ctx.cfg.experiments.train.model_dump())
+                        **(train or ctx.cfg.experiments.train).model_dump())
     return spec.model_copy(update={"name": f"x-{mode}-{attack_key(spec.adversary)}-ad{point}"})
 
 
