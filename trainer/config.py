@@ -231,6 +231,7 @@ class Config(Schema):
             raise ValueError(f"deploy: {self.deploy!r} is not one of detectors {names}")
         for i, d in enumerate(self.detectors):
             base = next((b for b in self.detectors[:i] if b.name == d.init_from), None)
-            if d.init_from is not None and (base is None or base.point != d.point):
-                raise ValueError(f"detector {d.name}: init_from must name an earlier detector at the same point, got {d.init_from!r}")
+            if d.init_from is not None and (base is None or (base.point, base.arch) != (d.point, d.arch)):
+                raise ValueError(f"detector {d.name}: init_from must name an earlier detector with the same point and arch, "
+                                 f"got {d.init_from!r}")
         return self

@@ -64,3 +64,18 @@ def test_an_error_in_an_override_names_the_override_not_a_file_line():
     with pytest.raises(ConfigError) as err:
         load_config(Config, "configs/cifar.yaml", ["train.momentum=2"])
     assert str(err.value).startswith("--set: train.momentum") and "line" not in str(err.value)
+
+
+@pytest.mark.parametrize("change, ok", [({}, True), ({"point": 3}, False), ({"arch": "imagenet"}, False),
+                                        ({"init_from": "later"}, False)])
+def test_init_from_needs_an_earlier_detector_of_the_same_shape(change, ok):
+    base = {"name": "static", "adversary": {"name": "iterative_linf", "eps": 4}, "point": 2}
+    hardened = {"name": "dynamic", "adversary": {"name": "dynamic", "eps": 4}, "point": 2, "mode": "dynamic",
+                "init_from": "static", **change}
+    later = {**base, "name": "later"}
+    tree = {"detectors": [base, hardened, later]}
+    if ok:
+        Config.model_validate(tree)
+    else:
+        with pytest.raises(ValueError, match="init_from must name an earlier detector"):
+            Config.model_validate(tree)
