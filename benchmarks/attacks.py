@@ -8,7 +8,7 @@ hundred steps on a synthetic 10-class task (a faint class template over smooth n
 loaded from --checkpoint when that file exists (and saved there otherwise). Every attack gets
 the same batch of correctly classified test images; budgets are in 0..255 units. For each row
 the table gives images/s from the median wall time and the median CPU time of --rounds
-interleaved runs (the slow per-image torchattacks DeepFool runs once; CPU time is the steadier
+interleaved runs (at most 3 for the slow reference DeepFools; CPU time is the steadier
 figure on a machine shared with other jobs, and equals wall time for one thread without
 contention), success rate (prediction != label) before and after rounding to uint8, and the
 median l_2 / l_inf perturbation. The reference libraries are imported here only; they are
@@ -107,7 +107,7 @@ def rows(model: nn.Module) -> list[tuple[str, str, Callable, int]]:
         ("deepfool l2 (overshoot 0.02, 50 it.)", "this project, BN not folded",
          lambda x, y: deepfool(model, x, y, "l2"), 5),
         ("deepfool l2 (overshoot 0.02, 50 it.)", "torchattacks DeepFool",
-         torchattacks(ta.DeepFool(unit, steps=50, overshoot=0.02)), 1),
+         torchattacks(ta.DeepFool(unit, steps=50, overshoot=0.02)), 3),
         ("deepfool l2 (overshoot 0.02, 50 it.)", "foolbox L2DeepFool",
          foolbox(fb.attacks.L2DeepFoolAttack(steps=50, candidates=CLASSES, overshoot=0.02), None), 3),
         ("deepfool linf (overshoot 0.02, 50 it.)", "this project", ours("deepfool_linf"), 5),
@@ -120,7 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=3, help="timed runs per attack (torchattacks DeepFool: 1)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed runs per attack (reference DeepFools: at most 3)")
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="load the ResNet-32 state_dict from here, or train and save it there")
