@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3, help="timed runs per attack (reference DeepFools: at most 3)")
     parser.add_argument("--train-steps", type=int, default=300)
+    parser.add_argument("--only", default="", help="run only the rows whose attack contains this text, e.g. deepfool")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="load the ResNet-32 state_dict from here, or train and save it there")
     args = parser.parse_args()
@@ -135,7 +136,7 @@ def main() -> None:
     x, y = x[correct][: args.batch], y[correct][: args.batch]
 
     # Rounds interleave the attacks, so a neighbour's load on a shared machine hits all of them alike.
-    table = rows(model)
+    table = [row for row in rows(model) if args.only in row[0]]
     wall: list[list[float]] = [[] for _ in table]
     cpu: list[list[float]] = [[] for _ in table]
     results: list[torch.Tensor | None] = [None] * len(table)

@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from trainer.attacks import AttackSpec, dynamic, run_attack
+from trainer.attacks import AttackSpec, deepfool, dynamic, registry, run_attack
 from trainer.models import DetectedClassifier, Detector, ResNet
 from trainer.models.fold import folded
 
@@ -45,3 +45,19 @@ def test_run_attack_with_a_detector_differentiates_a_folded_copy_of_the_same_det
     adv = run_attack(spec, classifier, x, y, model.detector_logit)
     assert (adv - expected).abs().gt(1e-3).float().mean() < 0.01  # sign steps agree except at near-zero gradients
     assert model.detector.training is False and all(p.requires_grad for p in model.detector.parameters())
+
+
+def test_deepfool_results_fool_the_callers_model_not_only_the_folded_copy(classifier, data, monkeypatch):
+    x, _ = data
+    with torch.no_grad():
+        y = classifier(x).argmax(1)
+
+    def shifted(m: nn.Module) -> nn.Module:  # a copy whose boundaries differ more than rounding does
+        net = folded(m)
+        net.head[-1].bias.data += 0.3 * torch.randn(10, generator=torch.Generator().manual_seed(0))
+        return net
+
+    monkeypatch.setattr(registry, "folded", shifted)
+    with torch.no_grad():
+        assert (classifier(deepfool(shifted(classifier), x, y)).argmax(1) == y).any()  # the case being handled
+        assert (classifier(run_attack(AttackSpec(name="deepfool_l2"), classifier, x, y)).argmax(1) != y).all()

@@ -11,7 +11,7 @@ from torch import nn
 from tqdm import tqdm
 
 from common.config import Schema
-from trainer.attacks._ops import model_device, module_of
+from trainer.attacks._ops import evaluating, model_device, module_of
 from trainer.attacks.adaptive import adaptive
 from trainer.attacks.deepfool import deepfool
 from trainer.attacks.dynamic import dynamic
@@ -31,6 +31,8 @@ ATTACKS: dict[str, Callable[..., torch.Tensor]] = {
     "adaptive": adaptive,
 }
 _DATA_ARGS = ("model", "detector_logit", "x", "y")
+# Attacks that stop as soon as the prediction changes, so their results lie just past the boundary.
+STOP_AT_BOUNDARY = {"deepfool_l2", "deepfool_linf"}
 
 
 def _parameters(name: str) -> dict[str, inspect.Parameter]:
@@ -101,14 +103,32 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: torch.Tensor, y: torch.Ten
             raise ValueError(f"{spec.name} attacks a detector: pass detector_logit")
         data = (_folded_method(detector_logit),)
     device = model_device(model) or x.device
-    model = folded(model)
+    net = folded(model)
     out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
     starts = range(0, len(x), batch_size)
     for i in tqdm(starts, desc=attack_key(spec), unit="batch", disable=not progress):
         xb = x[i : i + batch_size].to(device, torch.float32)
         yb = y[i : i + batch_size].to(device, torch.long)
-        out[i : i + batch_size] = attack(model, *data, xb, yb, **spec.params()).detach().to(x.device)
+        adv = attack(net, *data, xb, yb, **spec.params()).detach()
+        if spec.name in STOP_AT_BOUNDARY:
+            adv = _finish_on(model, net, attack, xb, yb, adv, spec.params())
+        out[i : i + batch_size] = adv.to(x.device)
     return out
+
+
+@torch.no_grad()
+def _finish_on(model: nn.Module, net: nn.Module, attack: Callable, x: torch.Tensor, y: torch.Tensor,
+               adv: torch.Tensor, params: dict) -> torch.Tensor:
+    """Attacks again, on `model` itself, the samples that fool the folded `net` but not `model`.
+
+    Folding changes the logits by float rounding only, but a sample the attack left within that
+    distance of the boundary (2 in 500 with DeepFool on ResNet-32) would otherwise count as a failure.
+    """
+    with evaluating(model):
+        redo = (net(adv).argmax(1) != y) & (model(adv).argmax(1) == y)
+    if redo.any():
+        adv[redo] = attack(model, x[redo], y[redo], **params).detach()
+    return adv
 
 
 def _folded_method(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
