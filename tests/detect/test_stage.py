@@ -113,3 +113,16 @@ def test_a_changed_spec_retrains(tiny_dataset, classifier_file, tmp_path):
     ctx.cfg = ctx.cfg.model_copy(update={"detectors": [ctx.cfg.detectors[0].model_copy(update={"epochs": 2})]})
     second = ensure_detector(ctx, ctx.cfg.detectors[0])
     assert first["spec"]["epochs"] == 1 and second["spec"]["epochs"] == 2
+
+
+def test_retraining_the_base_detector_retrains_the_one_hardened_from_it(tiny_dataset, classifier_file, tmp_path, monkeypatch):
+    base = {**STATIC, **SMALL, "epochs": 1}
+    hardened = {**DYNAMIC, **SMALL, "epochs": 1}
+    ctx = make_ctx(tmp_path, classifier_file, tiny_dataset, {"detectors": [base, hardened]})
+    run_detector_stage(ctx)
+    trained = []
+    real_train = stage_module.train_detector
+    monkeypatch.setattr(stage_module, "train_detector", lambda model, spec, *a: trained.append(spec.name) or real_train(model, spec, *a))
+    ctx.cfg = ctx.cfg.model_copy(update={"detectors": [ctx.cfg.detectors[0].model_copy(update={"epochs": 2}), ctx.cfg.detectors[1]]})
+    run_detector_stage(ctx)
+    assert trained == ["static", "dynamic"]

@@ -35,7 +35,11 @@ def run_detector_stage(ctx) -> None:
 
 def classifier_sha256(ctx) -> str:
     """Hash of the run's classifier.pt, which every detector records and checks."""
-    path = ctx.run_dir / "classifier.pt"
+    return file_sha256(ctx.run_dir / "classifier.pt")
+
+
+def file_sha256(path) -> str:
+    """sha256 of a file, computed once while its mtime and size stay the same."""
     stat = path.stat()
     return _sha256(path, stat.st_mtime_ns, stat.st_size)
 
@@ -65,6 +69,8 @@ def ensure_detector(ctx, spec: DetectorSpec) -> dict:
     spec_json = spec.model_dump(mode="json", exclude={"arch"} if spec.arch == "fig1" else None)
     stamp = {"spec": spec_json, "classifier_sha256": classifier_sha256(ctx),
              "calibration": ctx.cfg.calibration.model_dump(mode="json")}
+    if spec.init_from is not None:  # a hardened detector is stale once the one it starts from changes
+        stamp["init_from_sha256"] = file_sha256(out.parent / spec.init_from / "detector.pt")
     done = out / "detector.pt"
     if done.exists():
         ckpt = checkpoint.load(done, ctx.device)
