@@ -125,8 +125,9 @@ def _finish_on(model: nn.Module, net: nn.Module, attack: Callable, x: torch.Tens
     distance of the boundary (2 in 500 with DeepFool on ResNet-32) would otherwise count as a failure.
     """
     with evaluating(model):
-        redo = (net(adv).argmax(1) != y) & (model(adv).argmax(1) == y)
-    if redo.any():
+        correct = (model(adv).argmax(1) == y).nonzero().squeeze(1)
+    redo = correct[net(adv[correct]).argmax(1) != y[correct]]  # not the samples the attack gave up on
+    if len(redo):
         adv[redo] = attack(model, x[redo], y[redo], **params).detach()
     return adv
 
