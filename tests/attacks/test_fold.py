@@ -18,7 +18,7 @@ def _trained_bn(model: nn.Module) -> nn.Module:
 
 def test_folded_copy_computes_the_same_function_and_gradients_without_batchnorm():
     model = _trained_bn(ResNet(8))
-    net = folded(model)
+    net, = folded(model)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
     x = (torch.rand(4, 3, 32, 32) * 255).requires_grad_(True)
     z_ref = model.eval()(x)
@@ -27,6 +27,12 @@ def test_folded_copy_computes_the_same_function_and_gradients_without_batchnorm(
     g_ref, = torch.autograd.grad(z_ref[:, 3].sum(), x)
     g, = torch.autograd.grad(z[:, 3].sum(), x)
     assert torch.allclose(g, g_ref, atol=1e-4 * g_ref.abs().max().item())
+
+
+def test_models_folded_together_share_what_the_originals_share():
+    classifier = _trained_bn(ResNet(8))
+    net, detected = folded(classifier, DetectedClassifier(classifier, Detector(16), 2))
+    assert detected.classifier is net and net is not classifier
 
 
 def test_folding_leaves_the_original_model_alone():
@@ -52,12 +58,12 @@ def test_deepfool_results_fool_the_callers_model_not_only_the_folded_copy(classi
     with torch.no_grad():
         y = classifier(x).argmax(1)
 
-    def shifted(m: nn.Module) -> nn.Module:  # a copy whose boundaries differ more than rounding does
-        net = folded(m)
-        net.head[-1].bias.data += 0.3 * torch.randn(10, generator=torch.Generator().manual_seed(0))
-        return net
+    def shifted(*models: nn.Module) -> tuple[nn.Module, ...]:  # copies whose boundaries differ more than rounding does
+        nets = folded(*models)
+        nets[0].head[-1].bias.data += 0.3 * torch.randn(10, generator=torch.Generator().manual_seed(0))
+        return nets
 
     monkeypatch.setattr(registry, "folded", shifted)
     with torch.no_grad():
-        assert (classifier(deepfool(shifted(classifier), x, y)).argmax(1) == y).any()  # the case being handled
+        assert (classifier(deepfool(shifted(classifier)[0], x, y)).argmax(1) == y).any()  # the case being handled
         assert (classifier(run_attack(AttackSpec(name="deepfool_l2"), classifier, x, y)).argmax(1) != y).all()

@@ -97,13 +97,11 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: torch.Tensor, y: torch.Ten
     the same eval-mode function faster; the caller's modules are left as they are.
     """
     attack = ATTACKS[spec.name]
-    data: tuple = ()
-    if needs_detector(spec.name):
-        if detector_logit is None:
-            raise ValueError(f"{spec.name} attacks a detector: pass detector_logit")
-        data = (_folded_method(detector_logit),)
+    if needs_detector(spec.name) and detector_logit is None:
+        raise ValueError(f"{spec.name} attacks a detector: pass detector_logit")
+    net, detector_fn = _folded_networks(model, detector_logit if needs_detector(spec.name) else None)
+    data = () if detector_fn is None else (detector_fn,)
     device = model_device(model) or x.device
-    net = folded(model)
     out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
     starts = range(0, len(x), batch_size)
     for i in tqdm(starts, desc=attack_key(spec), unit="batch", disable=not progress):
@@ -132,10 +130,13 @@ def _finish_on(model: nn.Module, net: nn.Module, attack: Callable, x: torch.Tens
     return adv
 
 
-def _folded_method(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """`fn` computed by a folded copy of the module behind it (a module, or a method of one such
-    as `DetectedClassifier.detector_logit`); other callables are used as they are."""
-    owner = module_of(fn)
+def _folded_networks(model: nn.Module, detector_logit: Callable[[torch.Tensor], torch.Tensor] | None
+                     ) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor] | None]:
+    """Folded copies of `model` and of the module behind `detector_logit` (a module, or a method of
+    one such as `DetectedClassifier.detector_logit`), copied together so a classifier they share is
+    copied once. A `detector_logit` that belongs to no module is used as it is."""
+    owner = None if detector_logit is None else module_of(detector_logit)
     if owner is None:
-        return fn
-    return folded(owner) if owner is fn else getattr(folded(owner), fn.__name__)
+        return folded(model)[0], detector_logit
+    net, det = folded(model, owner)
+    return net, det if owner is detector_logit else getattr(det, detector_logit.__name__)
