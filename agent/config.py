@@ -14,6 +14,20 @@ from pydantic import Field, ValidationInfo, field_validator
 from common.config import Schema, load_config
 
 
+def not_below(field: str, other: str):
+    """A validator making `field` >= the earlier field `other`.
+
+    It sits on the later field, so the error names (and points at) that key.
+    """
+    def check(cls, value: float, info: ValidationInfo) -> float:
+        lower = info.data.get(other)
+        if lower is not None and value < lower:
+            raise ValueError(f"must be >= {other} ({lower})")
+        return value
+
+    return field_validator(field)(classmethod(check))
+
+
 class CameraConfig(Schema):
     """How the watched source is named in events, metrics and MQTT topics."""
 
@@ -38,14 +52,7 @@ class CaptureConfig(Schema):
     height: int | None = Field(None, gt=0)
     fps: float | None = Field(None, gt=0)
 
-    # Cross-field checks sit on the later field, so the error names (and points at) a key.
-    @field_validator("reconnect_max_s")
-    @classmethod
-    def _backoff_order(cls, value: float, info: ValidationInfo) -> float:
-        initial = info.data.get("reconnect_initial_s")
-        if initial is not None and value < initial:
-            raise ValueError(f"must be >= reconnect_initial_s ({initial})")
-        return value
+    _backoff_order = not_below("reconnect_max_s", "reconnect_initial_s")
 
 
 class InferenceConfig(Schema):
@@ -75,13 +82,7 @@ class AlertConfig(Schema):
     cooldown_frames: int = Field(30, ge=0)
     snapshot_dir: Path = Path("alerts/snapshots")
 
-    @field_validator("n")
-    @classmethod
-    def _k_le_n(cls, value: int, info: ValidationInfo) -> int:
-        k = info.data.get("k")
-        if k is not None and value < k:
-            raise ValueError(f"must be >= k ({k})")
-        return value
+    _k_le_n = not_below("n", "k")
 
 
 class MqttConfig(Schema):
