@@ -1,7 +1,9 @@
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from trainer.attacks import AttackSpec, deepfool, dynamic, registry, run_attack
+from trainer.attacks._ops import input_grad
 from trainer.models import DetectedClassifier, Detector, ResNet
 from trainer.models.fold import folded
 
@@ -23,7 +25,8 @@ def test_folded_copy_computes_the_same_function_and_gradients_without_batchnorm(
     x = (torch.rand(4, 3, 32, 32) * 255).requires_grad_(True)
     z_ref = model.eval()(x)
     z = net(x)
-    assert torch.allclose(z, z_ref, atol=1e-4)
+    # Folding reorders float32 sums only: agreement to ~1e3 float32 ulps of the largest value (observed ~1e1).
+    assert torch.allclose(z, z_ref, atol=1e-4 * z_ref.abs().max().item())
     g_ref, = torch.autograd.grad(z_ref[:, 3].sum(), x)
     g, = torch.autograd.grad(z[:, 3].sum(), x)
     assert torch.allclose(g, g_ref, atol=1e-4 * g_ref.abs().max().item())
@@ -46,10 +49,15 @@ def test_run_attack_with_a_detector_differentiates_a_folded_copy_of_the_same_det
     classifier = _trained_bn(ResNet(8)).eval()
     model = DetectedClassifier(classifier, _trained_bn(Detector(16)), 2).eval()
     x, y = torch.rand(6, 3, 32, 32) * 255, torch.arange(6)
-    spec = AttackSpec(name="dynamic", eps=4, alpha=1, sigma=1.0)  # sigma 1: only the detector's gradient moves x
-    expected = dynamic(classifier, model.detector_logit, x, y, eps=4, alpha=1, sigma=1.0)
+    # sigma 1: only the detector's gradient moves x. One step: a sign that rounding flips would
+    # send later steps elsewhere, so more steps would compare trajectories, not gradients.
+    spec = AttackSpec(name="dynamic", eps=4, alpha=1, sigma=1.0, steps=1)
+    expected = dynamic(classifier, model.detector_logit, x, y, eps=4, alpha=1, sigma=1.0, steps=1)
     adv = run_attack(spec, classifier, x, y, model.detector_logit)
-    assert (adv - expected).abs().gt(1e-3).float().mean() < 0.01  # sign steps agree except at near-zero gradients
+    g = input_grad(lambda xn: F.softplus(-model.detector_logit(xn)), x)
+    # Signs must agree wherever the gradient exceeds the folding's rounding (the tolerance asserted above).
+    clear = g.abs() > 1e-4 * g.abs().max()
+    assert clear.float().mean() > 0.9 and torch.equal(adv[clear], expected[clear])
     assert model.detector.training is False and all(p.requires_grad for p in model.detector.parameters())
 
 
