@@ -1,6 +1,6 @@
 """This project's attacks against torchattacks 3.5.1 and Foolbox 3.3.4: same model, batch and machine.
 
-    pip install --no-deps torchattacks==3.5.1 && pip install foolbox==3.3.4   # the `bench` extra
+    pip install -e '.[train,bench]' && pip install --no-deps torchattacks==3.5.1   # README: why --no-deps
     python benchmarks/attacks.py [--batch 64] [--threads 1] [--checkpoint runs/bench/resnet32.pt]
 
 The model is a ResNet-32 (trainer.models.ResNet) on 32x32x3 images, trained here for a few
