@@ -207,6 +207,18 @@ class _Reader:
             self.thread.join(wait)
 
 
+def backoff(cfg: CaptureConfig) -> Iterator[float]:
+    """Delays before successive reopen attempts: doubling from `reconnect_initial_s`, capped at `reconnect_max_s`.
+
+    The cap bounds how long a camera that is back stays unnoticed: at most `reconnect_max_s`
+    plus the time one open takes.
+    """
+    delay = cfg.reconnect_initial_s
+    while True:
+        yield delay
+        delay = min(delay * 2, cfg.reconnect_max_s)
+
+
 class Source:
     """Frames from one source, reconnecting on loss; iterate `frames()`, call `stop()` from any thread."""
 
@@ -223,6 +235,8 @@ class Source:
         self.frame_count = 0  # files: frames the container declares (0 = unknown)
         self.fps = 0.0
         self.reconnects = 0
+        self.connected = False  # False from a loss or stall until the reopen succeeds
+        self.reopened_at: float | None = None  # time.monotonic() of the last successful reopen
         self._dropped_closed = 0  # drops counted by readers already replaced
 
     @property
@@ -262,6 +276,7 @@ class Source:
             cap.set(cv2.CAP_PROP_POS_FRAMES, self._next_index)
         mailbox = _Latest() if self.spec.live else _Ordered(self.cfg.file_queue)
         self._reader = _Reader(cap, mailbox, self._next_index)
+        self.connected = True
 
     def open(self) -> None:
         """First open; raises `SourceError` (there is nothing to reconnect to yet)."""
@@ -275,8 +290,10 @@ class Source:
     def _reconnect(self, why: str) -> bool:
         """Reopen with backoff until it works or the source is stopped; False when stopped."""
         self._reader.stop()
-        delay = self.cfg.reconnect_initial_s
-        while not self._stop.is_set():
+        self.connected = False
+        for delay in backoff(self.cfg):
+            if self._stop.is_set():
+                break
             self.reconnects += 1
             log.warning("%s %s; reconnecting in %.1fs (reconnect #%d)", self.spec, why, delay, self.reconnects)
             if self._stop.wait(delay):
@@ -285,8 +302,8 @@ class Source:
             if cap is not None:
                 log.info("reopened %s at frame %d", self.spec, self._next_index)
                 self._start(cap)
+                self.reopened_at = time.monotonic()
                 return True
-            delay = min(delay * 2, self.cfg.reconnect_max_s)
         return False
 
     def _next_item(self):
@@ -342,6 +359,11 @@ class Source:
     def stop(self) -> None:
         """Make `frames()` return soon (within the read timeout at most)."""
         self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        """True once `stop()` was called (or the shared stop event set)."""
+        return self._stop.is_set()
 
 
 def probe(spec: SourceSpec, cfg: CaptureConfig) -> dict:

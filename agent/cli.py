@@ -9,7 +9,8 @@ from typing import Optional
 
 import typer
 
-from agent.capture import parse_source, probe
+from agent import cameras as camera_list
+from agent.capture import probe
 from agent.config import AgentConfig, load_agent_config
 from agent.errors import AgentError
 from agent.logs import setup_logging
@@ -25,9 +26,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 MODEL = typer.Option(..., "--model", metavar="FILE",
                      help="Exported .onnx model; MODEL.onnx.manifest.json must lie next to it.")
-CAMERA = typer.Option(None, "--camera", metavar="INDEX", help="Camera index (/dev/videoINDEX). Live source.")
-SOURCE = typer.Option(None, "--source", metavar="URI",
-                      help="Video file, rtsp:// or http(s):// URL, or image sequence such as frames/%04d.png.")
+CAMERA = typer.Option(None, "--camera", metavar="[NAME=]INDEX",
+                      help="Camera index (/dev/videoINDEX), live; e.g. --camera front=0. Repeatable: one process "
+                           "watches every camera given. Named camera<INDEX> without NAME=.")
+SOURCE = typer.Option(None, "--source", metavar="[NAME=]URI",
+                      help="Video file, rtsp:// or http(s):// URL, or image sequence such as frames/%04d.png; "
+                           "e.g. --source rear=rtsp://10.0.0.12/stream. Repeatable. Named after the file or URL "
+                           "without NAME=. Cameras given here replace the config's `cameras` list.")
 CONFIG = typer.Option(None, "--config", metavar="YAML", help="Agent config (e.g. configs/agent.yaml); "
                       "defaults are used for everything it leaves out, and without it.")
 SET = typer.Option(None, "--set", metavar="KEY=VALUE",
@@ -47,7 +52,7 @@ def _load(config: Optional[Path], overrides: Optional[list[str]]) -> AgentConfig
 
 
 @app.command()
-def watch(model: Path = MODEL, camera: Optional[int] = CAMERA, source: Optional[str] = SOURCE,
+def watch(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Optional[list[str]] = SOURCE,
           config: Optional[Path] = CONFIG, set_: Optional[list[str]] = SET,
           max_frames: Optional[int] = typer.Option(None, "--max-frames", metavar="N", min=1,
                                                    help="Stop after N frames (default: until the source ends or SIGTERM)."),
@@ -55,7 +60,7 @@ def watch(model: Path = MODEL, camera: Optional[int] = CAMERA, source: Optional[
                                                 help="Replay of labelled footage: {\"adversarial\": [frame indices]} "
                                                      "(as `trainer demo-stream` writes); adds detection and false-alarm "
                                                      "rates to the closing summary.")) -> None:
-    """Run the detector on every frame and publish debounced alerts (until the source ends or SIGTERM)."""
+    """Watch every camera with one model and publish debounced alerts (until the sources end or SIGTERM)."""
     from agent.watch import Watch  # after config errors, so `--help` and bad configs stay fast
 
     cfg = _load(config, set_)
@@ -69,46 +74,63 @@ def watch(model: Path = MODEL, camera: Optional[int] = CAMERA, source: Optional[
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        spec = parse_source(camera, source, cfg.capture.mode)
+        cameras = camera_list.resolve(cfg, camera or [], source or [])
+        if labels and len(cameras) > 1:
+            raise AgentError("--labels scores the replay of one camera; give one --source")
         score = LabelledScore.load(labels) if labels else None
-        runner = Watch(cfg, model, spec, stop=stop, score=score)
+        runner = Watch(cfg, model, cameras, stop=stop, score=score)
     except AgentError as exc:
         _fail(str(exc))
     summary = runner.run(max_frames)
     lines = [f"summary: {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.0f} fps), "
              f"{summary.alerts} alert(s), {summary.reconnects} reconnect(s), {summary.dropped} dropped, "
-             f"threshold {runner.threshold:.4f}, provider {summary.provider}"]
+             f"{summary.unhealthy} not scored, threshold {runner.threshold:.4f}, provider {summary.provider}"]
+    if len(summary.cameras) > 1:
+        lines += [f"  {name}: {s.frames} frames, {s.alerts} alert(s), {s.reconnects} reconnect(s), "
+                  f"{s.dropped} dropped, {s.unhealthy} not scored" for name, s in summary.cameras.items()]
     typer.echo("\n".join(lines + (score.lines() if score else [])), err=True)
 
 
 @app.command()
-def check(model: Path = MODEL, camera: Optional[int] = CAMERA, source: Optional[str] = SOURCE,
+def check(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Optional[list[str]] = SOURCE,
           config: Optional[Path] = CONFIG, set_: Optional[list[str]] = SET) -> None:
-    """Validate config, model (manifest sha256, metadata, graph) and source; print what `watch` would do."""
+    """Validate config, model (manifest sha256, metadata, graph) and every camera; print what `watch` would do."""
     cfg = _load(config, set_)
     setup_logging("WARNING")
     try:
-        spec = parse_source(camera, source, cfg.capture.mode)
+        cameras = camera_list.resolve(cfg, camera or [], source or [])
         info = verify_model(model)
         detector = Detector(info, cfg.inference)
-        src = probe(spec, cfg.capture)
+        probes = []
+        for c in cameras:
+            try:
+                probes.append(probe(c.spec, cfg.capture))
+            except AgentError as exc:
+                raise AgentError(f"camera {c.name}: {exc}") from None
     except AgentError as exc:
         _fail(str(exc))
     a, s = cfg.alerts, cfg.sinks
     threshold = a.threshold if a.threshold is not None else info.threshold
     sinks = [name for name, on in (("stdout", s.stdout), (f"jsonl {s.jsonl}", s.jsonl is not None),
                                    (f"mqtt {s.mqtt.host}:{s.mqtt.port} spool {s.mqtt.spool_path}", s.mqtt.enabled)) if on]
-    frames = f", {src['frame_count']} frames" if src["frame_count"] else ""
+    lives = sum(c.spec.live for c in cameras)
     lines = [
         f"config:    {config or 'defaults'}" + (f" with {len(set_)} override(s)" if set_ else ""),
         f"model:     {info.path} ({info.size} bytes, sha256 {info.sha256}) ok",
         f"           {info.metadata.get('dataset', '?')}, {len(info.class_names)} classes, "
         f"input {info.width}x{info.height}x{info.channels} {info.color_order}, "
         f"resize {info.metadata['resize_interpolation']}",
-        f"inference: {detector.provider}, batch {1 if spec.live else cfg.inference.batch_size}",
-        f"source:    {spec} ({'live, newest frame only' if spec.live else 'every frame in order'}): "
-        f"{src['width']}x{src['height']}" + (f" at {src['fps']:.1f} fps" if src["fps"] > 0 else "") + frames,
-        f"camera:    {cfg.camera.name or spec.label}",
+        f"inference: {detector.provider}, one session for {len(cameras)} camera(s): each batch takes the newest "
+        f"frame of {lives} live camera(s)" + (f" and up to {cfg.inference.batch_size} file frames"
+                                              if lives < len(cameras) else "")
+        + f", waiting at most {cfg.inference.batch_timeout_ms:g} ms",
+    ]
+    for c, src in zip(cameras, probes):
+        frames = f", {src['frame_count']} frames" if src["frame_count"] else ""
+        lines.append(f"camera:    {c.name}: {c.spec} ({'live, newest frame only' if c.spec.live else 'every frame in order'}): "
+                     f"{src['width']}x{src['height']}" + (f" at {src['fps']:.1f} fps" if src["fps"] > 0 else "")
+                     + frames + " ok")
+    lines += [
         f"alerts:    p_adv > {threshold:.4f} ({'config' if a.threshold is not None else 'model metadata'}) "
         f"in {a.k} of {a.n} frames, clear after {a.clear_after} below, cooldown {a.cooldown_frames} frames; "
         f"snapshots in {a.snapshot_dir}",

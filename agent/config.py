@@ -28,10 +28,16 @@ def not_below(field: str, other: str):
     return field_validator(field)(classmethod(check))
 
 
-class CameraConfig(Schema):
-    """How the watched source is named in events, metrics and MQTT topics."""
+CAMERA_NAME = r"^[A-Za-z0-9_.-]+$"  # safe in MQTT topics, metric labels and file names
 
-    name: str | None = Field(None, min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+
+class CameraConfig(Schema):
+    """One camera of the vehicle: its name in events, metrics and MQTT topics, and what to open."""
+
+    # None: derived from the source (camera<INDEX>, or the file/URL name).
+    name: str | None = Field(None, min_length=1, pattern=CAMERA_NAME)
+    source: int | str  # camera index (/dev/videoINDEX), rtsp:// or http(s):// URL, video file, image sequence
+    mode: Literal["auto", "live", "file"] | None = None  # None: capture.mode
 
 
 class CaptureConfig(Schema):
@@ -41,8 +47,10 @@ class CaptureConfig(Schema):
     mode: Literal["auto", "live", "file"] = "auto"
     open_timeout_s: float = Field(10.0, gt=0)
     read_timeout_s: float = Field(5.0, gt=0)
-    reconnect_initial_s: float = Field(0.5, gt=0)
-    reconnect_max_s: float = Field(30.0, gt=0)
+    reconnect_initial_s: float = Field(0.25, gt=0)
+    # Cameras sit on the vehicle's own network, so retrying often is cheap; the cap bounds
+    # how long a camera that is back goes unnoticed (reconnect target: 2 s).
+    reconnect_max_s: float = Field(1.0, gt=0)
     # A file that fails this many times in a row at the same frame is treated as ended.
     file_retries: int = Field(3, ge=1)
     # Frames decoded ahead of inference for file sources (bounded, so memory is too).
@@ -65,10 +73,24 @@ class InferenceConfig(Schema):
     inter_op_threads: int = Field(0, ge=0)
     # Busy-waiting worker threads cut latency but burn a core that capture needs on small CPUs.
     spin: bool = False
-    # Frames per inference call for file sources; live sources always use 1 (newest frame).
+    # Most frames per inference call taken from file sources; every live camera adds its newest frame.
     batch_size: int = Field(8, ge=1, le=256)
+    # After the first frame of a batch arrives, wait at most this long for the other live
+    # cameras' next frames (nvstreammux's batched-push-timeout); 0: run with what is there.
+    batch_timeout_ms: float = Field(20.0, ge=0)
     warmup_runs: int = Field(3, ge=0)
     trt_cache_dir: Path = Path("trt-cache")
+
+
+class HealthConfig(Schema):
+    """Frames that show no scene (a camera fault) are not scored; the camera is reported degraded."""
+
+    black_level: int = Field(16, ge=0, le=255)  # a pixel at or below this is black
+    saturated_level: int = Field(250, ge=0, le=255)  # a pixel at or above this is saturated
+    share: float = Field(0.98, gt=0, le=1)  # a frame is black/saturated when this share of its pixels is
+    uniform_std: float = Field(2.0, ge=0)  # grey-level spread below this: a flat fill, not a picture
+    degrade_after: int = Field(3, ge=1)  # consecutive unhealthy frames before camera_degraded
+    recover_after: int = Field(3, ge=1)  # consecutive healthy frames before it clears
 
 
 class AlertConfig(Schema):
@@ -95,7 +117,7 @@ class MqttConfig(Schema):
     username: str | None = None
     password_file: Path | None = None
     ca_file: Path | None = None  # set to use TLS
-    # {camera} is replaced by the camera name.
+    # {camera} is replaced by the alerting camera's name in alert_topic, by the agent's `name` in status_topic.
     alert_topic: str = "adversary-detector/{camera}/alerts"
     status_topic: str = "adversary-detector/{camera}/status"
     keepalive_s: int = Field(30, ge=5)
@@ -131,9 +153,14 @@ class LoggingConfig(Schema):
 class AgentConfig(Schema):
     """The whole `agent` configuration."""
 
-    camera: CameraConfig = CameraConfig()
+    # The vehicle's cameras, all watched by one process with one model; `--camera`/`--source` replace them.
+    cameras: list[CameraConfig] = []
+    # This agent's name for MQTT (client id, status topic); None: the camera's name with one
+    # camera, the host name with several.
+    name: str | None = Field(None, min_length=1, pattern=CAMERA_NAME)
     capture: CaptureConfig = CaptureConfig()
     inference: InferenceConfig = InferenceConfig()
+    health: HealthConfig = HealthConfig()
     alerts: AlertConfig = AlertConfig()
     sinks: SinkConfig = SinkConfig()
     metrics: MetricsConfig = MetricsConfig()

@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 log = logging.getLogger(__name__)
 
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 LATENCY_BUCKETS_MS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 250, 500, 1000, 2500)
 
 
@@ -15,16 +16,23 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
-        self.frames = Counter("agent_frames", "Frames run through the detector", registry=r)
-        self.fps = Gauge("agent_fps", "Frames per second over the last stats interval", registry=r)
+        cam = ["camera"]
+        self.frames = Counter("agent_frames", "Frames run through the detector", cam, registry=r)
+        self.fps = Gauge("agent_fps", "Frames per second over the last stats interval", cam, registry=r)
         self.inference_ms = Histogram("agent_inference_latency_ms", "ONNX Runtime time per frame (ms)",
                                       buckets=LATENCY_BUCKETS_MS, registry=r)
+        self.batch_size = Histogram("agent_batch_size", "Frames per inference call", buckets=BATCH_BUCKETS, registry=r)
         self.frame_latency_ms = Histogram("agent_frame_latency_ms", "Decode to alert decision per frame (ms)",
-                                          buckets=LATENCY_BUCKETS_MS, registry=r)
-        self.alerts = Counter("agent_alerts", "Alerts raised", registry=r)
-        self.reconnects = Counter("agent_source_reconnects", "Times the source was reopened", registry=r)
-        self.dropped = Counter("agent_dropped_frames", "Live frames skipped because a newer one arrived", registry=r)
-        self.p_adv = Gauge("agent_p_adv", "p_adv of the latest frame", registry=r)
+                                          cam, buckets=LATENCY_BUCKETS_MS, registry=r)
+        self.alerts = Counter("agent_alerts", "Alerts raised", cam, registry=r)
+        self.reconnects = Counter("agent_source_reconnects", "Times the source was reopened", cam, registry=r)
+        self.dropped = Counter("agent_dropped_frames", "Live frames skipped because a newer one arrived", cam,
+                               registry=r)
+        self.p_adv = Gauge("agent_p_adv", "p_adv of the latest frame", cam, registry=r)
+        self.degraded = Gauge("agent_camera_degraded", "1 while the camera gives no usable frames "
+                              "(lost, frozen, black, saturated, undecodable)", cam, registry=r)
+        self.unhealthy = Counter("agent_unhealthy_frames", "Frames not scored, by reason", ["camera", "reason"],
+                                 registry=r)
         self.provider = Gauge("agent_inference_provider", "ONNX Runtime execution provider in use (1)",
                               ["provider"], registry=r)
         self.info = Gauge("agent_info", "Camera and model being watched (1)", ["camera", "model_sha256"], registry=r)

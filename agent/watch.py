@@ -1,20 +1,32 @@
-"""The watch loop: frames -> detector -> debouncer -> alerts -> sinks, with metrics and sd_notify."""
+"""The watch loop: every camera's frames -> frame health -> one detector -> per-camera debouncer -> sinks.
+
+One process watches all cameras of a vehicle with one ONNX Runtime session: each camera has
+its own capture thread, and `agent.batching` forms each inference batch from the newest
+frame of every camera. Per camera the loop keeps a debouncer, frame health, counters and
+metric labels; a camera that is lost, degraded or ended leaves the others running.
+"""
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
-from contextlib import ExitStack, closing
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from agent.alerts import SnapshotWriter, make_event
-from agent.capture import Frame, Source, SourceSpec
+from agent.alerts import SnapshotWriter, make_event, utc_iso
+from agent.batching import Batcher, Feed
+from agent.cameras import Camera
+from agent.capture import Frame, Source
 from agent.config import AgentConfig
 from agent.debounce import Debouncer
-from agent.errors import AgentError
+from agent.errors import AgentError, SourceError
+from agent.frame_health import FrameHealth
 from agent.metrics import Metrics
 from agent.model import Detector, verify_model
 from agent.scoring import LabelledScore
@@ -30,24 +42,42 @@ STAGES = ("capture", "preprocess", "inference", "alerting", "end_to_end")
 
 
 @dataclass
+class CameraStats:
+    """What one camera did during a run."""
+
+    frames: int = 0  # taken from the camera, scored or not
+    unhealthy: int = 0  # not scored: frozen, black, saturated, undecodable
+    alerts: int = 0
+    reconnects: int = 0
+    dropped: int = 0
+
+
+@dataclass
 class Summary:
-    """What a run did; `timings_ms` (per frame, per stage) only when recording was asked for."""
+    """What a run did, in total and per camera; `timings_ms` (per frame, per stage) only when recording."""
 
     frames: int = 0
     alerts: int = 0
     seconds: float = 0.0
     reconnects: int = 0
     dropped: int = 0
+    unhealthy: int = 0
     provider: str = ""
+    cameras: dict[str, CameraStats] = field(default_factory=dict)
     timings_ms: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
-        """Frames per second over the run."""
+        """Frames per second over the run, all cameras together."""
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-def build_sinks(cfg: AgentConfig, camera: str) -> tuple[FanOut, MqttSink | None]:
+def agent_name(cfg: AgentConfig, cameras: list[Camera]) -> str:
+    """This agent's name for MQTT: `name`, else the only camera's, else the host's."""
+    return cfg.name or (cameras[0].name if len(cameras) == 1 else socket.gethostname().split(".")[0])
+
+
+def build_sinks(cfg: AgentConfig, agent: str) -> tuple[FanOut, MqttSink | None]:
     """The configured sinks, fanned out; the MQTT sink is also returned for its metrics."""
     sinks: list[Sink] = []
     mqtt = None
@@ -56,18 +86,47 @@ def build_sinks(cfg: AgentConfig, camera: str) -> tuple[FanOut, MqttSink | None]
     if cfg.sinks.jsonl is not None:
         sinks.append(JsonlSink(cfg.sinks.jsonl))
     if cfg.sinks.mqtt.enabled:
-        mqtt = MqttSink(cfg.sinks.mqtt, camera)
+        mqtt = MqttSink(cfg.sinks.mqtt, agent)
         sinks.append(mqtt)
     return FanOut(sinks), mqtt
 
 
+def health_event(kind: str, camera: str, reason: str, at: float) -> dict:
+    """A `camera_degraded` / `camera_recovered` event for the sinks."""
+    return {"event": kind, "id": uuid.uuid4().hex, "time": utc_iso(at), "camera": camera, "reason": reason}
+
+
+class CameraState:
+    """One watched camera: its capture feed, debouncer, frame health and counters."""
+
+    def __init__(self, camera: Camera, source: Source, feed: Feed, cfg: AgentConfig) -> None:
+        self.name = camera.name
+        self.spec = camera.spec
+        self.source = source
+        self.feed = feed
+        a = cfg.alerts
+        self.debouncer = Debouncer(a.k, a.n, a.clear_after, a.cooldown_frames)
+        self.health = FrameHealth(cfg.health)
+        self.stats = CameraStats()
+        self.lost = False  # disconnected and reconnecting, or ended with an error
+
+
+def _open(camera: Camera, cfg: AgentConfig, stop: threading.Event) -> Source:
+    source = Source(camera.spec, cfg.capture, stop=stop)
+    try:
+        source.open()
+    except SourceError as exc:
+        raise SourceError(f"camera {camera.name}: {exc}") from None
+    return source
+
+
 class Watch:
-    """One camera watched with one model; construct (verifies, opens, warms up), then `run()`.
+    """All cameras watched with one model; construct (verifies, opens, warms up), then `run()`.
 
     Setting `stop` (from a signal handler or another thread) ends `run()` cleanly.
     """
 
-    def __init__(self, cfg: AgentConfig, model: str | Path, spec: SourceSpec, *,
+    def __init__(self, cfg: AgentConfig, model: str | Path, cameras: list[Camera], *,
                  stop: threading.Event | None = None, notifier: Notifier | None = None,
                  record: bool = False, score: LabelledScore | None = None) -> None:
         self.cfg = cfg
@@ -75,10 +134,9 @@ class Watch:
         self.stop = stop or threading.Event()
         self.notifier = notifier or Notifier()
         self.record = record
-        self.camera = cfg.camera.name or spec.label
         self._resources = ExitStack()
         try:
-            self._setup(model, spec)
+            self._setup(model, cameras)
         except OSError as exc:  # unwritable output paths, metrics port in use, unreadable password file
             self._resources.close()
             raise AgentError(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")) from None
@@ -86,20 +144,34 @@ class Watch:
             self._resources.close()
             raise
 
-    def _setup(self, model: str | Path, spec: SourceSpec) -> None:
+    def _setup(self, model: str | Path, cameras: list[Camera]) -> None:
         cfg = self.cfg
         self.info = verify_model(model)
         self.detector = Detector(self.info, cfg.inference)
         self.threshold = cfg.alerts.threshold if cfg.alerts.threshold is not None else self.info.threshold
-        self.source = Source(spec, cfg.capture, stop=self.stop)
-        self.source.open()
-        self._resources.callback(self.source.stop)
-        self.batch_size = 1 if spec.live else cfg.inference.batch_size
+        # Opened side by side: a vehicle's cameras start together, and a slow one must not add up.
+        with ThreadPoolExecutor(len(cameras)) as pool:
+            opened = [pool.submit(_open, camera, cfg, self.stop) for camera in cameras]
+        for future in opened:  # every camera is stopped on the way out, even when one failed to open
+            if future.exception() is None:
+                self._resources.callback(future.result().stop)
+        sources = [future.result() for future in opened]  # raises the first camera's error, in config order
+        self._cond = threading.Condition()
+        self.cameras = [CameraState(c, s, Feed(c.name, s, cfg.capture.file_queue, self._cond), cfg)
+                        for c, s in zip(cameras, sources)]
+        self._by_feed = {c.feed: c for c in self.cameras}
+        self._resources.callback(self._join_feeds)
+        self.batcher = Batcher([c.feed for c in self.cameras], self._cond, cfg.inference.batch_size,
+                               cfg.inference.batch_timeout_ms / 1e3, self.stop)
+        most = sum(c.spec.live for c in self.cameras) + (cfg.inference.batch_size
+                                                          if any(not c.spec.live for c in self.cameras) else 0)
 
         self.metrics = Metrics()
         self.metrics.provider.labels(self.detector.provider).set(1)
-        self.metrics.info.labels(self.camera, self.info.sha256).set(1)
-        self.sinks, mqtt = build_sinks(cfg, self.camera)
+        for c in self.cameras:
+            self.metrics.info.labels(c.name, self.info.sha256).set(1)
+            self.metrics.degraded.labels(c.name).set(0)
+        self.sinks, mqtt = build_sinks(cfg, agent_name(cfg, cameras))
         self._resources.callback(self.sinks.close)
         if mqtt is not None:
             self.metrics.spool_pending.set_function(mqtt.pending)
@@ -115,64 +187,97 @@ class Watch:
                  self.info.sha256[:12], self.info.width, self.info.height, self.info.channels,
                  self.detector.provider, self.threshold,
                  "config" if cfg.alerts.threshold is not None else "model metadata")
-        log.info("source %s opened (%s)", spec, "live: newest frame only" if spec.live else "every frame in order")
-        a = cfg.alerts
-        self.debouncer = Debouncer(a.k, a.n, a.clear_after, a.cooldown_frames)
-        self._inputs = np.empty((self.batch_size, self.info.height, self.info.width, self.info.channels), np.uint8)
+        for c in self.cameras:
+            log.info("camera %s: %s opened (%s)", c.name, c.spec,
+                     "live: newest frame only" if c.spec.live else "every frame in order")
+        self._inputs = np.empty((most, self.info.height, self.info.width, self.info.channels), np.uint8)
         start = time.perf_counter()
-        self.detector.warmup(cfg.inference.warmup_runs, tuple(sorted({1, self.batch_size})))
+        # Every batch size the loop can form is warmed, so no shape's first run lands on a live frame.
+        self.detector.warmup(cfg.inference.warmup_runs, tuple(range(1, most + 1)))
         log.info("warm-up done in %.0f ms", (time.perf_counter() - start) * 1e3)
 
+    def _join_feeds(self) -> None:
+        for c in self.cameras:
+            c.source.stop()
+        for c in self.cameras:
+            if c.feed.thread.is_alive():
+                c.feed.thread.join(self.cfg.capture.read_timeout_s + 1)
+
     def run(self, max_frames: int | None = None) -> Summary:
-        """Process frames until the source ends, `max_frames` are done or `stop` is set."""
-        summary = self.summary = Summary(provider=self.detector.provider)
+        """Process frames until every camera has ended, `max_frames` are done or `stop` is set."""
+        summary = self.summary = Summary(provider=self.detector.provider,
+                                         cameras={c.name: c.stats for c in self.cameras})
         if self.record:
             summary.timings_ms = {stage: [] for stage in STAGES}
         self.metrics.ready.set(1)
-        self.notifier.ready(f"watching {self.camera} with {self.detector.provider}")
-        log.info("ready: watching %s", self.camera)
+        names = ", ".join(c.name for c in self.cameras)
+        self.notifier.ready(f"watching {names} with {self.detector.provider}")
+        log.info("ready: watching %s", names)
         start = self._stats_at = time.monotonic()
-        self._stats_frames = 0
+        self._stats_frames = {c.name: 0 for c in self.cameras}
         try:
-            with closing(self.source.frames()) as frames:
-                batch: list[Frame] = []
-                for frame in frames:
-                    batch.append(frame)
-                    limit_reached = max_frames is not None and summary.frames + len(batch) >= max_frames
-                    if len(batch) == self.batch_size or limit_reached:
-                        self._process(batch)
-                        batch = []
-                    if limit_reached or self.stop.is_set():
-                        break
+            for c in self.cameras:
+                c.feed.start()
+            while not self.stop.is_set():
+                batch = self.batcher.next_batch()
+                if batch is None:
+                    break
+                if max_frames is not None:
+                    batch = batch[:max_frames - summary.frames]
                 if batch:
                     self._process(batch)
+                self._sync_cameras()
+                self._maybe_report()
+                if max_frames is not None and summary.frames >= max_frames:
+                    break
         finally:
             summary.seconds = time.monotonic() - start
-            self._sync_source_counters()
+            self._sync_cameras()
             self.metrics.ready.set(0)
-            log.info("stopping after %d frames (%.1f fps), %d alert(s), %d reconnect(s), %d dropped",
-                     summary.frames, summary.fps, summary.alerts, summary.reconnects, summary.dropped)
+            log.info("stopping after %d frames (%.1f fps), %d alert(s), %d reconnect(s), %d dropped, "
+                     "%d not scored", summary.frames, summary.fps, summary.alerts, summary.reconnects,
+                     summary.dropped, summary.unhealthy)
             self._resources.close()
         return summary
 
-    def _process(self, batch: list[Frame]) -> None:
+    def _process(self, batch: list[tuple[Feed, Frame]]) -> None:
+        by_feed = self._by_feed
         t0 = time.perf_counter()
-        inputs = self._inputs[:len(batch)]
-        for i, frame in enumerate(batch):
+        scored: list[tuple[CameraState, Frame]] = []
+        for feed, frame in batch:
+            camera = by_feed[feed]
+            camera.stats.frames += 1
+            verdict = camera.health.judge(frame.image)
+            self._health_transition(camera, camera.health.update(verdict), frame.captured_at)
+            if verdict is None:
+                scored.append((camera, frame))
+            else:
+                camera.stats.unhealthy += 1
+                self.metrics.unhealthy.labels(camera.name, verdict).inc()
+        self.summary.frames += len(batch)
+        self.summary.unhealthy += len(batch) - len(scored)
+        # Pinged for every batch taken, scored or not: a covered lens is a degraded camera, not a hung agent.
+        self.notifier.frame_processed()
+        if not scored:
+            return
+        inputs = self._inputs[:len(scored)]
+        for i, (_, frame) in enumerate(scored):
             inputs[i] = self.detector.prepare(frame.image)
         t1 = time.perf_counter()
         probs, p_adv = self.detector.infer(inputs)
         t2 = time.perf_counter()
-        prep_ms = (t1 - t0) * 1e3 / len(batch)
-        infer_ms = (t2 - t1) * 1e3 / len(batch)
-        for i, frame in enumerate(batch):
+        prep_ms = (t1 - t0) * 1e3 / len(scored)
+        infer_ms = (t2 - t1) * 1e3 / len(scored)
+        self.metrics.batch_size.observe(len(scored))
+        for i, (camera, frame) in enumerate(scored):
             a0 = time.perf_counter()
-            self._decide(frame, probs[i], float(p_adv[i]))
+            self._decide(camera, frame, probs[i], float(p_adv[i]))
             a1 = time.perf_counter()
             latency_ms = (a1 - frame.perf_at) * 1e3
             self.metrics.inference_ms.observe(infer_ms)
-            self.metrics.frame_latency_ms.observe(latency_ms)
-            self.notifier.frame_processed()
+            self.metrics.frame_latency_ms.labels(camera.name).observe(latency_ms)
+            self.metrics.frames.labels(camera.name).inc()
+            self.metrics.p_adv.labels(camera.name).set(float(p_adv[i]))
             if self.record:
                 t = self.summary.timings_ms
                 t["capture"].append(frame.capture_ms)
@@ -180,53 +285,78 @@ class Watch:
                 t["inference"].append(infer_ms)
                 t["alerting"].append((a1 - a0) * 1e3)
                 t["end_to_end"].append(latency_ms)
-        self.summary.frames += len(batch)
-        self.metrics.frames.inc(len(batch))
-        self.metrics.p_adv.set(float(p_adv[-1]))
-        self._sync_source_counters()
-        self._maybe_report()
 
-    def _decide(self, frame: Frame, probs: np.ndarray, p_adv: float) -> None:
+    def _health_transition(self, camera: CameraState, change: str | None, at: float, reason: str = "") -> None:
+        """Publish a camera's move to or from the degraded state (event, metric, log)."""
+        if change is None:
+            return
+        reason = reason or camera.health.degraded or "recovered"
+        degraded = change == "degraded"
+        self.metrics.degraded.labels(camera.name).set(1 if degraded else 0)
+        if degraded:
+            log.warning("camera %s degraded: %s", camera.name, reason)
+        else:
+            log.info("camera %s recovered", camera.name)
+        self.sinks.emit(health_event("camera_degraded" if degraded else "camera_recovered", camera.name,
+                                     reason, at))
+
+    def _decide(self, camera: CameraState, frame: Frame, probs: np.ndarray, p_adv: float) -> None:
         over = p_adv > self.threshold
-        transition = self.debouncer.update(over)
+        transition = camera.debouncer.update(over)
         if self.score is not None:
             self.score.frame(frame.index, over)
         if transition == "clear":
-            log.info("alert on %s cleared at frame %d", self.camera, frame.index)
+            log.info("alert on %s cleared at frame %d", camera.name, frame.index)
         if transition != "raise":
             return
         try:
-            snapshot = self.snapshots.write(frame.image, self.camera, frame.index, frame.captured_at)
+            snapshot = self.snapshots.write(frame.image, camera.name, frame.index, frame.captured_at)
         except OSError as exc:  # a full disk must not stop the alert itself
             log.error("%s", exc)
             snapshot = None
-        event = make_event(camera=self.camera, frame_index=frame.index, captured_at=frame.captured_at,
+        event = make_event(camera=camera.name, frame_index=frame.index, captured_at=frame.captured_at,
                            p_adv=p_adv, threshold=self.threshold, probs=probs,
                            class_names=self.info.class_names, model_sha256=self.info.sha256, snapshot=snapshot)
-        log.warning("ALERT %s frame %d p_adv=%.3f (threshold %.3f) predicted %s", self.camera, frame.index,
+        log.warning("ALERT %s frame %d p_adv=%.3f (threshold %.3f) predicted %s", camera.name, frame.index,
                     p_adv, self.threshold, event["predicted_class"])
         self.sinks.emit(event)
         if self.score is not None:
             self.score.alert(frame.index)
+        camera.stats.alerts += 1
         self.summary.alerts += 1
-        self.metrics.alerts.inc()
+        self.metrics.alerts.labels(camera.name).inc()
 
-    def _sync_source_counters(self) -> None:
-        """Copy the source's reconnect/drop counts into the summary and the Prometheus counters."""
-        reconnects, dropped = self.source.reconnects, self.source.dropped
-        self.metrics.reconnects.inc(reconnects - self.summary.reconnects)
-        self.metrics.dropped.inc(dropped - self.summary.dropped)
-        self.summary.reconnects, self.summary.dropped = reconnects, dropped
+    def _sync_cameras(self) -> None:
+        """Copy reconnect/drop counts into the summary and metrics; report cameras lost or back."""
+        for c in self.cameras:
+            s = c.stats
+            reconnects, dropped = c.source.reconnects, c.source.dropped + c.feed.dropped
+            self.metrics.reconnects.labels(c.name).inc(reconnects - s.reconnects)
+            self.metrics.dropped.labels(c.name).inc(dropped - s.dropped)
+            self.summary.reconnects += reconnects - s.reconnects
+            self.summary.dropped += dropped - s.dropped
+            s.reconnects, s.dropped = reconnects, dropped
+            lost = (not c.source.connected and not c.feed.done) or c.feed.error is not None
+            if lost != c.lost and c.health.degraded is None:
+                c.lost = lost
+                self._health_transition(c, "degraded" if lost else "recovered", time.time(),
+                                        reason=(c.feed.error or "lost") if lost else "")
 
     def _maybe_report(self) -> None:
         now = time.monotonic()
         elapsed = now - self._stats_at
         if elapsed < self.cfg.logging.stats_interval_s:
             return
-        fps = (self.summary.frames - self._stats_frames) / elapsed
-        self._stats_at, self._stats_frames = now, self.summary.frames
-        self.metrics.fps.set(fps)
-        line = (f"{self.camera}: {fps:.1f} fps, {self.summary.frames} frames, {self.summary.alerts} alerts, "
-                f"{self.summary.reconnects} reconnects, {self.summary.dropped} dropped")
+        self._stats_at = now
+        parts = []
+        for c in self.cameras:
+            fps = (c.stats.frames - self._stats_frames[c.name]) / elapsed
+            self._stats_frames[c.name] = c.stats.frames
+            self.metrics.fps.labels(c.name).set(fps)
+            state = "lost" if c.lost else (f"degraded ({c.health.degraded})" if c.health.degraded else "ok")
+            parts.append(f"{c.name} {fps:.1f} fps {state}")
+        s = self.summary
+        line = (f"{s.frames} frames, {s.alerts} alerts, {s.reconnects} reconnects, {s.dropped} dropped, "
+                f"{s.unhealthy} not scored; " + ", ".join(parts))
         log.info("%s", line)
         self.notifier.status(line)

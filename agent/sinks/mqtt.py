@@ -25,10 +25,10 @@ log = logging.getLogger(__name__)
 class MqttSink:
     """Publishes alert events from a durable spool; see the module docstring."""
 
-    def __init__(self, cfg: MqttConfig, camera: str) -> None:
+    def __init__(self, cfg: MqttConfig, agent: str) -> None:
         self.cfg = cfg
-        self.alert_topic = cfg.alert_topic.format(camera=camera)
-        self.status_topic = cfg.status_topic.format(camera=camera)
+        self.agent = agent  # names the client and the status topic; alerts go to their camera's topic
+        self.status_topic = cfg.status_topic.format(camera=agent)
         self.spool = Spool(cfg.spool_path)
         self.connected = threading.Event()
         self._wake = threading.Event()
@@ -39,7 +39,7 @@ class MqttSink:
         self._acked: dict[int, float] = {}
         self._acked_cond = threading.Condition()
 
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"adversary-detector-{camera}",
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"adversary-detector-{agent}",
                              protocol=mqtt.MQTTv311, clean_session=True)
         if cfg.username:
             password = cfg.password_file.read_text().strip() if cfg.password_file else None
@@ -112,7 +112,8 @@ class MqttSink:
 
     def emit(self, event: dict) -> None:
         """Spool `event` durably; the publisher thread delivers it when the broker is reachable."""
-        self.spool.put(self.alert_topic, json.dumps(event, separators=(",", ":")).encode())
+        topic = self.cfg.alert_topic.format(camera=event.get("camera", self.agent))  # each camera its topic
+        self.spool.put(topic, json.dumps(event, separators=(",", ":")).encode())
         self._wake.set()
 
     def pending(self) -> int:

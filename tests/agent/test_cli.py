@@ -121,7 +121,9 @@ def test_shipped_config_is_the_defaults():
 
     from agent.config import AgentConfig, load_agent_config
 
-    assert load_agent_config(Path(__file__).parents[2] / "configs" / "agent.yaml") == AgentConfig()
+    shipped = load_agent_config(Path(__file__).parents[2] / "configs" / "agent.yaml")
+    assert len(shipped.cameras) == 8, "the shipped config shows an 8-camera vehicle"
+    assert shipped.model_copy(update={"cameras": []}) == AgentConfig()
 
 
 def test_watch_scores_a_labelled_replay(model_path, tmp_path):

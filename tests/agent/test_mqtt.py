@@ -10,7 +10,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.capture import parse_source
+from agent.cameras import resolve
 from agent.config import MqttConfig, load_agent_config
 from agent.sinks.mqtt import MqttSink
 from agent.sinks.spool import Spool
@@ -140,11 +140,11 @@ def test_last_will_marks_a_dead_agent_offline(broker, subscriber, tmp_path):
 def test_watch_publishes_every_alert(broker, subscriber, model_path, tmp_path):
     frames = make_frames(30, adversarial=[3, 10, 22])
     cfg = load_agent_config(write_config(
-        tmp_path / "a.yaml", tmp_path, camera={"name": "cam"},
+        tmp_path / "a.yaml", tmp_path,
         sinks={"stdout": False, "jsonl": str(tmp_path / "alerts.jsonl"),
                "mqtt": {"enabled": True, "host": "127.0.0.1", "port": broker.port,
                         "spool_path": str(tmp_path / "spool.sqlite3")}}))
-    summary = Watch(cfg, model_path, parse_source(None, write_sequence(tmp_path / "seq", frames))).run()
+    summary = Watch(cfg, model_path, resolve(cfg, sources=["cam=" + write_sequence(tmp_path / "seq", frames)])).run()
     assert summary.alerts == 3
     expected = [json.loads(line)["id"] for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
     assert subscriber.wait_for(lambda s: len(set(s.ids)) == 3)
@@ -155,17 +155,17 @@ def test_alerts_of_a_run_without_broker_arrive_after_the_agent_restarts(broker, 
     sinks = {"stdout": False, "jsonl": str(tmp_path / "alerts.jsonl"),
              "mqtt": {"enabled": True, "host": "127.0.0.1", "port": broker.port, "reconnect_min_s": 0.05,
                       "reconnect_max_s": 0.2, "spool_path": str(tmp_path / "spool.sqlite3")}}
-    first_cfg = write_config(tmp_path / "a.yaml", tmp_path, camera={"name": "cam"}, sinks=sinks)
+    first_cfg = write_config(tmp_path / "a.yaml", tmp_path, sinks=sinks)
     cfg = load_agent_config(first_cfg, ["sinks.mqtt.flush_timeout_s=0.2"])
     uri = write_sequence(tmp_path / "seq", make_frames(20, adversarial=[2, 12]))
     broker.stop()
-    assert Watch(cfg, model_path, parse_source(None, uri)).run().alerts == 2  # spooled, broker down
+    assert Watch(cfg, model_path, resolve(cfg, sources=["cam=" + uri])).run().alerts == 2  # spooled, broker down
 
     broker.start()
     sub = Subscriber(broker.port)
     try:
         assert sub.subscribed.wait(10)
-        assert Watch(load_agent_config(first_cfg), model_path, parse_source(None, uri)).run().alerts == 2
+        assert Watch(load_agent_config(first_cfg), model_path, resolve(cfg, sources=["cam=" + uri])).run().alerts == 2
         expected = [json.loads(line)["id"] for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
         assert len(expected) == 4
         assert sub.wait_for(lambda s: len(set(s.ids)) == 4), sub.ids

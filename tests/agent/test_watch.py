@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.capture import parse_source
+from agent.cameras import resolve
 from agent.config import load_agent_config
 from agent.watch import Watch
 from conftest import free_port, write_config, write_sequence, write_video
@@ -24,7 +24,7 @@ def frames():
 
 def run_watch(tmp_path, model_path, uri, overrides=(), **sections):
     cfg = load_agent_config(write_config(tmp_path / "agent.yaml", tmp_path, **sections), list(overrides))
-    summary = Watch(cfg, model_path, parse_source(None, uri), record=True).run()
+    summary = Watch(cfg, model_path, resolve(cfg, sources=[uri]), record=True).run()
     lines = (tmp_path / "alerts.jsonl").read_text().splitlines() if (tmp_path / "alerts.jsonl").exists() else []
     return summary, [json.loads(line) for line in lines]
 
@@ -57,19 +57,19 @@ def test_threshold_override_and_max_frames(tmp_path, model_path, frames):
                                 overrides=["alerts.threshold=1.0"])
     assert events == [] and summary.frames == 40
     cfg = load_agent_config(write_config(tmp_path / "b.yaml", tmp_path / "b"))
-    summary = Watch(cfg, model_path, parse_source(None, write_sequence(tmp_path / "seq", frames))).run(max_frames=10)
+    summary = Watch(cfg, model_path, resolve(cfg, sources=[write_sequence(tmp_path / "seq", frames)])).run(max_frames=10)
     assert summary.frames == 10
 
 
 def test_prometheus_endpoint(tmp_path, model_path, frames):
     port = free_port()
     cfg = load_agent_config(write_config(tmp_path / "agent.yaml", tmp_path, metrics={"port": port}))
-    watch = Watch(cfg, model_path, parse_source(None, write_sequence(tmp_path / "seq", frames)))
+    watch = Watch(cfg, model_path, resolve(cfg, sources=[write_sequence(tmp_path / "seq", frames)]))
     scraped = {}
     original = watch._decide
 
-    def decide_and_scrape(frame, probs, p_adv):  # scrape while the endpoint is up, near the end
-        original(frame, probs, p_adv)
+    def decide_and_scrape(camera, frame, probs, p_adv):  # scrape while the endpoint is up, near the end
+        original(camera, frame, probs, p_adv)
         if frame.index == 35:
             scraped["text"] = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
 
@@ -77,7 +77,8 @@ def test_prometheus_endpoint(tmp_path, model_path, frames):
     watch.run()
     text = scraped["text"]
     assert 'agent_inference_provider{provider="CPUExecutionProvider"} 1.0' in text
-    assert "agent_alerts_total 4.0" in text
+    assert 'agent_alerts_total{camera="seq"} 4.0' in text
+    assert 'agent_camera_degraded{camera="seq"} 0.0' in text
     assert 'agent_inference_latency_ms_bucket{le="1.0"}' in text
     for name in ("agent_frames_total", "agent_fps", "agent_source_reconnects_total", "agent_dropped_frames_total"):
         assert name in text

@@ -1,0 +1,64 @@
+"""Is a frame a picture of a scene? Frozen, black, saturated and undecodable frames are not scored.
+
+A camera that freezes, goes black or saturates, and a decoder that hands out empty or
+flat-filled frames after a reconnect, would otherwise be scored as scenes (and p_adv on
+them means nothing). `FrameHealth` judges each frame of one camera and tracks whether the
+camera is degraded, with hysteresis so one odd frame does not flap the state.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from agent.config import HealthConfig
+
+Verdict = Literal["frozen", "black", "saturated", "undecodable"] | None
+# Judged on a small grey thumbnail: cheap at any resolution, and the shares need no detail.
+_THUMB = (64, 48)
+
+
+class FrameHealth:
+    """Per-camera frame checks and the degraded/recovered state."""
+
+    def __init__(self, cfg: HealthConfig) -> None:
+        self.cfg = cfg
+        self._previous: np.ndarray | None = None
+        self._bad = 0
+        self._good = 0
+        self.degraded: str | None = None  # the reason while degraded
+
+    def judge(self, image: np.ndarray | None) -> Verdict:
+        """Why `image` must not be scored, or None when it can be."""
+        if image is None or image.size == 0 or image.dtype != np.uint8 or image.ndim not in (2, 3):
+            self._previous = None
+            return "undecodable"
+        previous, self._previous = self._previous, image
+        grey = image if image.ndim == 2 else cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2GRAY)
+        thumb = cv2.resize(grey, _THUMB, interpolation=cv2.INTER_AREA)
+        c = self.cfg
+        if np.count_nonzero(thumb <= c.black_level) >= c.share * thumb.size:
+            return "black"
+        if np.count_nonzero(thumb >= c.saturated_level) >= c.share * thumb.size:
+            return "saturated"
+        if float(thumb.std()) < c.uniform_std:
+            return "undecodable"  # a decoder without data fills frames with one colour
+        # Last: a black or saturated camera also repeats its frame, and that is the better reason.
+        if previous is not None and previous.shape == image.shape and np.array_equal(previous, image):
+            return "frozen"
+        return None
+
+    def update(self, verdict: Verdict) -> Literal["degraded", "recovered"] | None:
+        """Feed one frame's verdict; return a state change of the camera, if any."""
+        if verdict is not None:
+            self._bad, self._good = self._bad + 1, 0
+            if self.degraded is None and self._bad >= self.cfg.degrade_after:
+                self.degraded = verdict
+                return "degraded"
+            return None
+        self._good, self._bad = self._good + 1, 0
+        if self.degraded is not None and self._good >= self.cfg.recover_after:
+            self.degraded = None
+            return "recovered"
+        return None
