@@ -7,6 +7,14 @@ export DEBIAN_FRONTEND=noninteractive
 # Fashion-MNIST (the offline default data set) and the MQTT broker the agent's tests talk to.
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq dataset-fashion-mnist mosquitto >/dev/null
+# A real RTSP server for the agent's camera tests and benchmark (GStreamer's, run by the system
+# Python's GObject bindings) and ffmpeg to encode footage as cameras send it.
+$SUDO apt-get install -y -qq ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp \
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad >/dev/null
+# Real footage (Megamind.avi, tree.avi, vtest.avi): OpenCV's samples, unpacked without installing.
+if [ ! -d /tmp/opencv-doc/usr/share/doc/opencv-doc/examples/data ]; then
+  (cd /tmp && apt-get download opencv-doc >/dev/null && dpkg -x opencv-doc_*.deb /tmp/opencv-doc && rm -f opencv-doc_*.deb)
+fi
 # torch is pinned in pyproject (train extra) so CPU machines take the CPU build.
 python3 -m pip install -q --disable-pip-version-check -e ".[train,dev]"
 echo "setup done"
