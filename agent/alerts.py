@@ -1,12 +1,26 @@
-"""Alert events and their lossless snapshots."""
+"""Alert events and their lossless snapshots, kept within a size, age and free-space budget."""
 from __future__ import annotations
 
+import logging
+import os
+import shutil
+import tempfile
+import time
 import uuid
+from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from agent.config import AlertConfig
+from agent.metrics import Metrics
+from common.manifest import write_atomic
+
+log = logging.getLogger(__name__)
+
+MB = 1 << 20
 
 
 def utc_iso(ts: float) -> str:
@@ -14,20 +28,70 @@ def utc_iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class SnapshotWriter:
-    """Writes the full-resolution frame of each alert as PNG (lossless, so it can be re-analysed)."""
+def check_writable(folder: Path) -> None:
+    """Create `folder` if needed and prove a file can be created in it; raises OSError otherwise."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+        pass
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+
+class SnapshotWriter:
+    """Writes the full-resolution frame of each alert as PNG (lossless, so it can be re-analysed).
+
+    A snapshot is encoded in memory, written through a temp file, fsynced, renamed and read
+    back: a path in an alert always names the complete image. Retention removes the oldest
+    snapshots beyond `snapshot_max_mb` or `snapshot_max_age_days`; below `min_free_mb` of
+    free space none is written, so the alert log and the MQTT spool keep their room.
+    """
+
+    def __init__(self, cfg: AlertConfig, metrics: Metrics | None = None) -> None:
+        self.cfg = cfg
+        self.folder = Path(cfg.snapshot_dir)
+        self.metrics = metrics or Metrics()
+        check_writable(self.folder)
+        # (mtime, path, size), oldest first: retention then never lists the folder again.
+        found = []
+        for path in self.folder.glob("*.png"):
+            st = path.stat()
+            found.append((st.st_mtime, path, st.st_size))
+        self._kept = deque(sorted(found))
+        self._bytes = sum(size for _, _, size in found)
+        self._prune()
+
+    def _prune(self) -> None:
+        cutoff = time.time() - self.cfg.snapshot_max_age_days * 86400
+        while self._kept and (self._bytes > self.cfg.snapshot_max_mb * MB or self._kept[0][0] < cutoff):
+            _, path, size = self._kept.popleft()
+            self._bytes -= size
+            path.unlink(missing_ok=True)
+            self.metrics.retention_deleted.inc()
 
     def write(self, image: np.ndarray, camera: str, frame_index: int, ts: float) -> Path:
-        """Save `image` and return its path; raises OSError when it cannot be written."""
+        """Save `image` and return its path; raises OSError (and counts it) when it cannot be saved whole."""
         stamp = datetime.fromtimestamp(ts, timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         path = self.folder / f"{camera}-{frame_index:09d}-{stamp}.png"
         # Level 1: PNG is lossless at every level; the fast one keeps alerting cheap.
-        if not cv2.imwrite(str(path), image, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
-            raise OSError(f"cannot write snapshot {path}")
+        ok, encoded = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        if not ok:
+            self.metrics.snapshot_errors.labels("encode").inc()
+            raise OSError(f"cannot encode snapshot {path}")
+        data = encoded.tobytes()
+        free = shutil.disk_usage(self.folder).free
+        if free - len(data) < self.cfg.min_free_mb * MB:
+            self.metrics.snapshot_errors.labels("low_space").inc()
+            raise OSError(f"snapshot {path} not written: {free / MB:.2f} MB free on its filesystem, "
+                          f"alerts.min_free_mb is {self.cfg.min_free_mb}")
+        try:
+            write_atomic(path, data)
+            if path.read_bytes() != data:
+                path.unlink(missing_ok=True)
+                raise OSError("it did not read back as written")
+        except OSError as exc:
+            self.metrics.snapshot_errors.labels("write").inc()
+            raise OSError(f"snapshot {path} not saved: {exc.strerror or exc}") from None
+        self._kept.append((os.stat(path).st_mtime, path, len(data)))
+        self._bytes += len(data)
+        self._prune()
         return path
 
 

@@ -237,6 +237,7 @@ class Source:
         self.reconnects = 0
         self.connected = False  # False from a loss or stall until the reopen succeeds
         self.reopened_at: float | None = None  # time.monotonic() of the last successful reopen
+        self.ended_early = ""  # why a file stopped giving frames before its declared count, if it did
         self._dropped_closed = 0  # drops counted by readers already replaced
 
     @property
@@ -349,6 +350,9 @@ class Source:
                     if failures_here > self.cfg.file_retries:
                         log.warning("%s gives no frame %d after %d reopenings; treating it as ended",
                                     self.spec, self._next_index, self.cfg.file_retries)
+                        if self._next_index < self.frame_count:
+                            self.ended_early = (f"{self.spec} ended early: no frame after {self._next_index} of "
+                                                f"the {self.frame_count} it declares (truncated or damaged file)")
                         return
                 if not self._reconnect(why):
                     return
@@ -364,6 +368,12 @@ class Source:
     def stopped(self) -> bool:
         """True once `stop()` was called (or the shared stop event set)."""
         return self._stop.is_set()
+
+    def close(self) -> None:
+        """Stop and wait for the reader thread: one still decoding at exit aborts the interpreter."""
+        self._stop.set()
+        if self._reader is not None:
+            self._reader.stop(wait=self.cfg.read_timeout_s + self.cfg.open_timeout_s)
 
 
 def probe(spec: SourceSpec, cfg: CaptureConfig) -> dict:

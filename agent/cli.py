@@ -15,6 +15,7 @@ from agent.config import AgentConfig, load_agent_config
 from agent.errors import AgentError
 from agent.logs import setup_logging
 from agent.model import Detector, verify_model
+from agent.preflight import preflight
 from agent.scoring import LabelledScore
 from common.config import ConfigError
 
@@ -88,18 +89,24 @@ def watch(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Opt
     if len(summary.cameras) > 1:
         lines += [f"  {name}: {s.frames} frames, {s.alerts} alert(s), {s.reconnects} reconnect(s), "
                   f"{s.dropped} dropped, {s.unhealthy} not scored" for name, s in summary.cameras.items()]
+    lines += [f"INCOMPLETE: {why}" for why in summary.ended_early]
     typer.echo("\n".join(lines + (score.lines() if score else [])), err=True)
+    if summary.ended_early:
+        raise typer.Exit(1)
 
 
 @app.command()
 def check(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Optional[list[str]] = SOURCE,
           config: Optional[Path] = CONFIG, set_: Optional[list[str]] = SET) -> None:
-    """Validate config, model (manifest sha256, metadata, graph) and every camera; print what `watch` would do."""
+    """Validate config, model (manifest sha256, pin, metadata, graph), every camera, output paths,
+    metrics endpoint and MQTT broker (reachable, credentials, TLS); print what `watch` would do."""
+    from agent.watch import agent_name  # the broker is checked with the client id watch would use
+
     cfg = _load(config, set_)
     setup_logging("WARNING")
     try:
         cameras = camera_list.resolve(cfg, camera or [], source or [])
-        info = verify_model(model)
+        info = verify_model(model, cfg.model.sha256)
         detector = Detector(info, cfg.inference)
         probes = []
         for c in cameras:
@@ -107,6 +114,7 @@ def check(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Opt
                 probes.append(probe(c.spec, cfg.capture))
             except AgentError as exc:
                 raise AgentError(f"camera {c.name}: {exc}") from None
+        broker = preflight(cfg, agent_name(cfg, cameras))
     except AgentError as exc:
         _fail(str(exc))
     a, s = cfg.alerts, cfg.sinks
@@ -116,7 +124,8 @@ def check(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Opt
     lives = sum(c.spec.live for c in cameras)
     lines = [
         f"config:    {config or 'defaults'}" + (f" with {len(set_)} override(s)" if set_ else ""),
-        f"model:     {info.path} ({info.size} bytes, sha256 {info.sha256}) ok",
+        f"model:     {info.path} ({info.size} bytes, sha256 {info.sha256}) ok, "
+        + ("pinned by model.sha256" if cfg.model.sha256 else "not pinned (set model.sha256 to refuse any other)"),
         f"           {info.metadata.get('dataset', '?')}, {len(info.class_names)} classes, "
         f"input {info.width}x{info.height}x{info.channels} {info.color_order}, "
         f"resize {info.metadata['resize_interpolation']}",
@@ -134,9 +143,9 @@ def check(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Opt
         f"alerts:    p_adv > {threshold:.4f} ({'config' if a.threshold is not None else 'model metadata'}) "
         f"in {a.k} of {a.n} frames, clear after {a.clear_after} below, cooldown {a.cooldown_frames} frames; "
         f"snapshots in {a.snapshot_dir}",
-        f"sinks:     {', '.join(sinks) or 'none'}",
+        f"sinks:     {', '.join(sinks) or 'none'}; output paths writable",
         f"metrics:   " + (f"http://{cfg.metrics.address}:{cfg.metrics.port}/metrics" if cfg.metrics.port else "off"),
-    ]
+    ] + ([f"mqtt:      {broker}"] if broker else [])
     typer.echo("\n".join(lines))
 
 

@@ -7,9 +7,9 @@ shared loader, which turns any bad value into one line naming the key and its YA
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from common.config import Schema, load_config
 
@@ -29,6 +29,31 @@ def not_below(field: str, other: str):
 
 
 CAMERA_NAME = r"^[A-Za-z0-9_.-]+$"  # safe in MQTT topics, metric labels and file names
+
+
+def check_topic(value: str) -> str:
+    """An MQTT topic to publish on: only `{camera}` substituted, no wildcards, not empty."""
+    try:
+        topic = value.format(camera="camera0")
+    except (KeyError, IndexError, ValueError):
+        raise ValueError("only {camera} may appear in braces") from None
+    if not topic:
+        raise ValueError("must not be empty")
+    if "+" in topic or "#" in topic:
+        raise ValueError("must not contain the wildcards + or # (they are for subscribing)")
+    if "\0" in topic or len(topic.encode()) > 65535:
+        raise ValueError("is not a valid MQTT topic")
+    return value
+
+
+Topic = Annotated[str, AfterValidator(check_topic)]
+
+
+class ModelConfig(Schema):
+    """Which model the agent may run."""
+
+    # The model's expected sha256: a model (and manifest) swapped for any other pair is refused.
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
 
 
 class CameraConfig(Schema):
@@ -103,6 +128,12 @@ class AlertConfig(Schema):
     # Frames after an alert clears during which no new alert is raised.
     cooldown_frames: int = Field(30, ge=0)
     snapshot_dir: Path = Path("alerts/snapshots")
+    # Retention: the oldest snapshots go first when they exceed either bound.
+    snapshot_max_mb: float = Field(500.0, gt=0)
+    snapshot_max_age_days: float = Field(30.0, gt=0)
+    # Free-space guard: no snapshot is written when less than this is left on its filesystem,
+    # so the alert log and the MQTT spool keep room.
+    min_free_mb: float = Field(50.0, ge=0)
 
     _k_le_n = not_below("n", "k")
 
@@ -116,16 +147,34 @@ class MqttConfig(Schema):
     client_id: str | None = None  # None: adversary-detector-<camera>
     username: str | None = None
     password_file: Path | None = None
-    ca_file: Path | None = None  # set to use TLS
+    ca_file: Path | None = None  # set (or cert_file) to use TLS
+    cert_file: Path | None = None  # client certificate, for brokers that require one
+    key_file: Path | None = None  # its private key, unless cert_file holds it
     # {camera} is replaced by the alerting camera's name in alert_topic, by the agent's `name` in status_topic.
-    alert_topic: str = "adversary-detector/{camera}/alerts"
-    status_topic: str = "adversary-detector/{camera}/status"
+    alert_topic: Topic = "adversary-detector/{camera}/alerts"
+    status_topic: Topic = "adversary-detector/{camera}/status"
     keepalive_s: int = Field(30, ge=5)
     spool_path: Path = Path("mqtt-spool.sqlite3")
     reconnect_min_s: float = Field(1.0, gt=0)
-    reconnect_max_s: float = Field(60.0, gt=0)
+    # The cap of the reconnect backoff, and so the longest delay after the broker is back.
+    reconnect_max_s: float = Field(5.0, gt=0)
     # On shutdown, how long to keep delivering spooled alerts before leaving them for the next start.
     flush_timeout_s: float = Field(10.0, ge=0)
+
+    _backoff_order = not_below("reconnect_max_s", "reconnect_min_s")
+
+    @model_validator(mode="after")
+    def _credentials_complete(self) -> "MqttConfig":
+        if self.password_file is not None and not self.username:
+            raise ValueError("password_file needs username")
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file needs cert_file")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """Whether the connection uses TLS."""
+        return self.ca_file is not None or self.cert_file is not None
 
 
 class SinkConfig(Schema):
@@ -133,6 +182,8 @@ class SinkConfig(Schema):
 
     stdout: bool = True
     jsonl: Path | None = Path("alerts/alerts.jsonl")
+    # Retention: past this size the file is renamed to FILE.1 (replacing the previous one).
+    jsonl_max_mb: float = Field(100.0, gt=0)
     mqtt: MqttConfig = MqttConfig()
 
 
@@ -153,6 +204,7 @@ class LoggingConfig(Schema):
 class AgentConfig(Schema):
     """The whole `agent` configuration."""
 
+    model: ModelConfig = ModelConfig()
     # The vehicle's cameras, all watched by one process with one model; `--camera`/`--source` replace them.
     cameras: list[CameraConfig] = []
     # This agent's name for MQTT (client id, status topic); None: the camera's name with one

@@ -39,6 +39,19 @@ class Metrics:
         self.ready = Gauge("agent_ready", "1 once warm-up is done and frames are being processed", registry=r)
         self.spool_pending = Gauge("agent_mqtt_spool_pending", "Alerts waiting for the MQTT broker", registry=r)
         self.mqtt_connected = Gauge("agent_mqtt_connected", "1 while connected to the MQTT broker", registry=r)
+        self.sink_errors = Counter("agent_sink_errors", "Alert events a sink failed to take", ["sink"], registry=r)
+        self.snapshot_errors = Counter("agent_snapshot_errors", "Alert snapshots not saved (write failed or "
+                                       "too little free space)", ["reason"], registry=r)
+        self.retention_deleted = Counter("agent_retention_deleted_files", "Old snapshots and alert logs removed "
+                                         "by retention", registry=r)
+        self.mqtt_spool_errors = Counter("agent_mqtt_spool_errors", "Alerts the spool could not store (kept in "
+                                         "memory and published directly)", registry=r)
+        self.mqtt_dead_letters = Counter("agent_mqtt_dead_letters", "Alerts the broker can never take, moved to "
+                                         "the spool's dead_letter table", registry=r)
+        self.mqtt_connect_failures = Counter("agent_mqtt_connect_failures", "Failed MQTT connection attempts",
+                                             registry=r)
+        self.mqtt_publisher_restarts = Counter("agent_mqtt_publisher_restarts", "Times the MQTT publisher "
+                                               "thread failed and was restarted", registry=r)
         self._server = None
 
     def serve(self, address: str, port: int) -> None:

@@ -5,6 +5,7 @@ from the trainer is needed, so any model the export produces can be watched with
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import warnings
@@ -61,10 +62,12 @@ def _parse_metadata(meta: dict[str, str], where: str) -> dict:
             "interpolation": INTERPOLATIONS[meta["resize_interpolation"]], "threshold": float(meta["threshold"])}
 
 
-def verify_model(path: str | Path) -> ModelInfo:
-    """Check the model against its manifest (size, sha256, metadata); raise `ModelError` if not usable.
+def verify_model(path: str | Path, pinned_sha256: str | None = None) -> ModelInfo:
+    """Check the model against its manifest (size, sha256, metadata) and the pinned sha256, if any.
 
-    The graph itself is checked when the session is created (`Detector`).
+    Raises `ModelError` if not usable. A manifest only proves the pair is self-consistent;
+    `pinned_sha256` (config `model.sha256`) proves it is the model the operator chose. The
+    graph itself is checked when the session is created (`Detector`).
     """
     path = Path(path)
     try:
@@ -72,6 +75,8 @@ def verify_model(path: str | Path) -> ModelInfo:
     except ManifestError as exc:
         raise ModelError(str(exc)) from None
     sha, size, metadata = manifest["sha256"], manifest["size"], manifest["metadata"]
+    if pinned_sha256 is not None and sha != pinned_sha256:
+        raise ModelError(f"model {path} sha256 {sha[:12]}... is not the pinned model.sha256 {pinned_sha256[:12]}...")
     metadata = {str(k): str(v) for k, v in metadata.items()}
     parsed = _parse_metadata(metadata, str(manifest_path(path)))
     return ModelInfo(path=path, sha256=sha, size=size, metadata=metadata, **parsed)
@@ -102,6 +107,11 @@ def create_session(info: ModelInfo, cfg: InferenceConfig) -> ort.InferenceSessio
     therefore tried with ORT's logging muted and kept only if it is the session's first
     provider, so the log shows the one choice made instead of a wall of load failures.
     """
+    data = info.path.read_bytes()
+    # The session is built from these very bytes, checked again here, so the file cannot be
+    # swapped between the manifest check and the load.
+    if hashlib.sha256(data).hexdigest() != info.sha256:
+        raise ModelError(f"model {info.path} changed after its manifest was checked")
     available = set(ort.get_available_providers())
     candidates = [p for p in PROVIDER_ORDER[cfg.provider] if p in available or p == "CPUExecutionProvider"]
     last_error = None
@@ -112,13 +122,19 @@ def create_session(info: ModelInfo, cfg: InferenceConfig) -> ort.InferenceSessio
         if name == "TensorrtExecutionProvider":
             cfg.trt_cache_dir.mkdir(parents=True, exist_ok=True)
         opts = _session_options(cfg)
+        # Weights in external files are not covered by the manifest's hash: pointing ORT at a
+        # folder that cannot exist makes such a model fail to load instead of trusting them.
+        opts.add_session_config_entry("session.model_external_initializers_file_folder_path", "/nonexistent/")
         opts.log_severity_level = 4 if name != "CPUExecutionProvider" else 3
         ort.set_default_logger_severity(4)
         try:
             with warnings.catch_warnings():  # ORT also warns in Python about providers it lacks
                 warnings.simplefilter("ignore")
-                session = ort.InferenceSession(str(info.path), sess_options=opts, providers=providers)
+                session = ort.InferenceSession(data, sess_options=opts, providers=providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
+            if "external data" in str(exc).lower():
+                raise ModelError(f"model {info.path} keeps weights in external data files, which its manifest "
+                                 "does not hash; export it as one self-contained .onnx") from None
             last_error = exc
             continue
         finally:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.alerts import SnapshotWriter, make_event, utc_iso
+from agent.alerts import MB, SnapshotWriter, make_event, utc_iso
 from agent.batching import Batcher, Feed
 from agent.cameras import Camera
 from agent.capture import Frame, Source
@@ -34,7 +34,7 @@ from agent.sinks import FanOut, Sink
 from agent.sinks.jsonl import JsonlSink
 from agent.sinks.mqtt import MqttSink
 from agent.sinks.stdout import StdoutSink
-from agent.systemd import Notifier
+from agent.systemd import Notifier, writable_model_files
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class Summary:
     dropped: int = 0
     unhealthy: int = 0
     provider: str = ""
+    ended_early: list[str] = field(default_factory=list)  # files that ended before their last frame, and why
     cameras: dict[str, CameraStats] = field(default_factory=dict)
     timings_ms: dict[str, list[float]] = field(default_factory=dict)
 
@@ -77,18 +78,18 @@ def agent_name(cfg: AgentConfig, cameras: list[Camera]) -> str:
     return cfg.name or (cameras[0].name if len(cameras) == 1 else socket.gethostname().split(".")[0])
 
 
-def build_sinks(cfg: AgentConfig, agent: str) -> tuple[FanOut, MqttSink | None]:
+def build_sinks(cfg: AgentConfig, agent: str, metrics: Metrics) -> tuple[FanOut, MqttSink | None]:
     """The configured sinks, fanned out; the MQTT sink is also returned for its metrics."""
     sinks: list[Sink] = []
     mqtt = None
     if cfg.sinks.stdout:
         sinks.append(StdoutSink())
     if cfg.sinks.jsonl is not None:
-        sinks.append(JsonlSink(cfg.sinks.jsonl))
+        sinks.append(JsonlSink(cfg.sinks.jsonl, cfg.sinks.jsonl_max_mb * MB))
     if cfg.sinks.mqtt.enabled:
-        mqtt = MqttSink(cfg.sinks.mqtt, agent)
+        mqtt = MqttSink(cfg.sinks.mqtt, agent, metrics)
         sinks.append(mqtt)
-    return FanOut(sinks), mqtt
+    return FanOut(sinks, metrics), mqtt
 
 
 def health_event(kind: str, camera: str, reason: str, at: float) -> dict:
@@ -137,7 +138,7 @@ class Watch:
         self._resources = ExitStack()
         try:
             self._setup(model, cameras)
-        except OSError as exc:  # unwritable output paths, metrics port in use, unreadable password file
+        except OSError as exc:  # unwritable output paths, metrics port in use or bad address, full disk
             self._resources.close()
             raise AgentError(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")) from None
         except BaseException:
@@ -146,15 +147,18 @@ class Watch:
 
     def _setup(self, model: str | Path, cameras: list[Camera]) -> None:
         cfg = self.cfg
-        self.info = verify_model(model)
+        self.info = verify_model(model, cfg.model.sha256)
+        if self.notifier.enabled and (writable := writable_model_files(self.info.path)):
+            log.warning("the service can write %s: it could replace its own model; install the model "
+                        "read-only as the unit file shows", ", ".join(map(str, writable)))
         self.detector = Detector(self.info, cfg.inference)
         self.threshold = cfg.alerts.threshold if cfg.alerts.threshold is not None else self.info.threshold
         # Opened side by side: a vehicle's cameras start together, and a slow one must not add up.
         with ThreadPoolExecutor(len(cameras)) as pool:
             opened = [pool.submit(_open, camera, cfg, self.stop) for camera in cameras]
-        for future in opened:  # every camera is stopped on the way out, even when one failed to open
+        for future in opened:  # every camera is closed on the way out, even when one failed to open
             if future.exception() is None:
-                self._resources.callback(future.result().stop)
+                self._resources.callback(future.result().close)
         sources = [future.result() for future in opened]  # raises the first camera's error, in config order
         self._cond = threading.Condition()
         self.cameras = [CameraState(c, s, Feed(c.name, s, cfg.capture.file_queue, self._cond), cfg)
@@ -171,12 +175,12 @@ class Watch:
         for c in self.cameras:
             self.metrics.info.labels(c.name, self.info.sha256).set(1)
             self.metrics.degraded.labels(c.name).set(0)
-        self.sinks, mqtt = build_sinks(cfg, agent_name(cfg, cameras))
+        self.sinks, mqtt = build_sinks(cfg, agent_name(cfg, cameras), self.metrics)
         self._resources.callback(self.sinks.close)
         if mqtt is not None:
             self.metrics.spool_pending.set_function(mqtt.pending)
             self.metrics.mqtt_connected.set_function(lambda: float(mqtt.connected.is_set()))
-        self.snapshots = SnapshotWriter(cfg.alerts.snapshot_dir)
+        self.snapshots = SnapshotWriter(cfg.alerts, self.metrics)
         self.metrics.serve(cfg.metrics.address, cfg.metrics.port)
         self._resources.callback(self.metrics.close)
         # Registered last so it runs first on shutdown: STOPPING=1 before the spool flush.
@@ -233,6 +237,9 @@ class Watch:
         finally:
             summary.seconds = time.monotonic() - start
             self._sync_cameras()
+            summary.ended_early = [c.source.ended_early for c in self.cameras if c.source.ended_early]
+            for why in summary.ended_early:
+                log.error("%s", why)
             self.metrics.ready.set(0)
             log.info("stopping after %d frames (%.1f fps), %d alert(s), %d reconnect(s), %d dropped, "
                      "%d not scored", summary.frames, summary.fps, summary.alerts, summary.reconnects,

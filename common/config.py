@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 T = TypeVar("T", bound=BaseModel)
 
+# Far above any real config; an alias bomb (anchors referencing anchors) expands past it
+# from a few hundred bytes, and is refused before anything is expanded.
+MAX_YAML_NODES = 100_000
+
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message is one line meant for the user."""
@@ -64,6 +68,23 @@ def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
     return line
 
 
+def _expanded_nodes(root: yaml.Node | None) -> int:
+    """How many nodes `root` holds once its aliases are expanded, counted without expanding them."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key not in sizes:
+            sizes[key] = 1  # an alias cycle counts once instead of recursing forever
+            if isinstance(node, yaml.MappingNode):
+                sizes[key] = 1 + sum(size(k) + size(v) for k, v in node.value)
+            elif isinstance(node, yaml.SequenceNode):
+                sizes[key] = 1 + sum(size(v) for v in node.value)
+        return sizes[key]
+
+    return size(root) if root is not None else 0
+
+
 def load_config(schema: type[T], path: str | Path | None, overrides: list[str] = ()) -> T:
     """Load `path` (or only defaults when None), apply overrides, validate against `schema`."""
     tree: dict = {}
@@ -77,6 +98,9 @@ def load_config(schema: type[T], path: str | Path | None, overrides: list[str] =
         text = path.read_text()
         try:
             root = yaml.compose(text)
+            if _expanded_nodes(root) > MAX_YAML_NODES:
+                raise ConfigError(f"{path}: more than {MAX_YAML_NODES} YAML nodes once its aliases are "
+                                  "expanded (an alias bomb?); refused")
             tree = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)

@@ -35,11 +35,15 @@ def write_atomic(path: str | Path, data: bytes) -> None:
     """Write `data` through a temp file and rename, so a crash never leaves half a file under `path`."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # e.g. a full disk: leave neither a partial file nor a stray temp file
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_manifest(model: str | Path, metadata: dict[str, str]) -> Path:
