@@ -61,7 +61,13 @@ def check_broker(cfg: MqttConfig, camera: str, timeout_s: float = 10.0) -> str:
         answer["reason"] = reason_code
         answered.set()
 
+    def on_disconnect(client, userdata, flags, reason_code, properties) -> None:
+        # Under TLS 1.3 a rejected client certificate shows only now, after the handshake.
+        answer.setdefault("closed", reason_code)
+        answered.set()
+
     client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
     where = f"MQTT broker {cfg.host}:{cfg.port}"
     try:
         client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
@@ -71,6 +77,9 @@ def check_broker(cfg: MqttConfig, camera: str, timeout_s: float = 10.0) -> str:
     try:
         if not answered.wait(timeout_s):
             raise AgentError(f"{where} did not answer the connection within {timeout_s:.0f} s")
+        if "reason" not in answer:
+            raise AgentError(f"{where} closed the connection before accepting it ({answer['closed']}); "
+                             "does it require a client certificate (cert_file, key_file)?")
         if answer["reason"].is_failure:
             raise AgentError(f"{where} refused the connection: {answer['reason']}")
     finally:

@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import time
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -73,3 +74,14 @@ class Notifier:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+def writable_model_files(model: Path) -> list[Path]:
+    """The model, its manifest or their folder where this process could replace them.
+
+    A service that can rewrite its own model can be made to run any model: the unit keeps
+    it in a root-owned, ReadOnlyPaths folder (configs/adversary-detector-agent.service).
+    """
+    model = Path(model)
+    candidates = (model, model.with_name(model.name + ".manifest.json"), model.parent)
+    return [p for p in candidates if p.exists() and os.access(p, os.W_OK)]

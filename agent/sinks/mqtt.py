@@ -47,6 +47,7 @@ class MqttSink:
         self._memory: deque[tuple[str, bytes]] = deque()
         self._memory_lock = threading.Lock()
         self._last_failure = ("", float("-inf"))  # (reason, when logged)
+        self._left_at_close: int | None = None
         self.connected = threading.Event()
         self._wake = threading.Event()
         self._closing = threading.Event()
@@ -98,7 +99,7 @@ class MqttSink:
                         self.cfg.host, self.cfg.port, reason, self.pending())
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self.connected.is_set():
+        if self.connected.is_set() and not self._closing.is_set():
             log.warning("MQTT disconnected from %s:%d (%s); alerts are spooled until it is back",
                         self.cfg.host, self.cfg.port, reason_code)
         self.connected.clear()
@@ -202,6 +203,8 @@ class MqttSink:
 
     def pending(self) -> int:
         """Alerts spooled or held in memory, not yet acknowledged by the broker."""
+        if self._left_at_close is not None:
+            return self._left_at_close
         with self._memory_lock:
             held = len(self._memory)
         return len(self.spool) + held
@@ -213,7 +216,7 @@ class MqttSink:
         self._wake.set()
         self._publisher.join()
         self._spool_memory()
-        left = len(self.spool)
+        left = self.pending()
         if left:
             log.warning("%d alert(s) not delivered to MQTT; they stay in %s for the next start", left, self.cfg.spool_path)
         if self.connected.is_set():
@@ -223,6 +226,7 @@ class MqttSink:
                 self._acked_cond.wait_for(lambda: self._acked.get(info.mid, -1.0) >= since, timeout=2.0)
         self.client.disconnect()
         self.client.loop_stop()
+        self._left_at_close = left
         self.spool.close()
 
     def _spool_memory(self) -> None:
