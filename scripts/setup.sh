@@ -4,9 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
-# Fashion-MNIST (the offline default data set) and the MQTT broker the agent's tests talk to.
+# Fashion-MNIST (the offline default data set), the MQTT broker the agent's tests talk to, and
+# openssl for the test certificates of its TLS listener.
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq dataset-fashion-mnist mosquitto >/dev/null
+$SUDO apt-get install -y -qq dataset-fashion-mnist mosquitto openssl >/dev/null
 # A real RTSP server for the agent's camera tests and benchmark (GStreamer's, run by the system
 # Python's GObject bindings) and ffmpeg to encode footage as cameras send it.
 $SUDO apt-get install -y -qq ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp \
