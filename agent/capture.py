@@ -239,12 +239,16 @@ class Source:
         self.reopened_at: float | None = None  # time.monotonic() of the last successful reopen
         self.ended_early = ""  # why a file stopped giving frames before its declared count, if it did
         self._dropped_closed = 0  # drops counted by readers already replaced
+        # The capture thread replaces the reader while the watch loop reads `dropped`; unlocked,
+        # the old reader's drops could be counted twice for a moment and the counter go back.
+        self._counts = threading.Lock()
 
     @property
     def dropped(self) -> int:
         """Live frames replaced by a newer one before inference got to them."""
-        current = self._reader.mailbox.dropped if self._reader else 0
-        return self._dropped_closed + current
+        with self._counts:
+            current = self._reader.mailbox.dropped if self._reader else 0
+            return self._dropped_closed + current
 
     def _open(self) -> cv2.VideoCapture | None:
         """Open within the open timeout; None when it failed or hung (the hung attempt is abandoned)."""
@@ -271,12 +275,13 @@ class Source:
         return box.get("cap")
 
     def _start(self, cap: cv2.VideoCapture) -> None:
-        if self._reader is not None:
-            self._dropped_closed += self._reader.mailbox.dropped
         if not self.spec.live and self._next_index:
             cap.set(cv2.CAP_PROP_POS_FRAMES, self._next_index)
         mailbox = _Latest() if self.spec.live else _Ordered(self.cfg.file_queue)
-        self._reader = _Reader(cap, mailbox, self._next_index)
+        with self._counts:
+            if self._reader is not None:
+                self._dropped_closed += self._reader.mailbox.dropped
+            self._reader = _Reader(cap, mailbox, self._next_index)
         self.connected = True
 
     def open(self) -> None:

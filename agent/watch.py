@@ -235,16 +235,18 @@ class Watch:
                 if max_frames is not None and summary.frames >= max_frames:
                     break
         finally:
-            summary.seconds = time.monotonic() - start
-            self._sync_cameras()
-            summary.ended_early = [c.source.ended_early for c in self.cameras if c.source.ended_early]
-            for why in summary.ended_early:
-                log.error("%s", why)
-            self.metrics.ready.set(0)
-            log.info("stopping after %d frames (%.1f fps), %d alert(s), %d reconnect(s), %d dropped, "
-                     "%d not scored", summary.frames, summary.fps, summary.alerts, summary.reconnects,
-                     summary.dropped, summary.unhealthy)
-            self._resources.close()
+            try:
+                summary.seconds = time.monotonic() - start
+                self._sync_cameras()
+                summary.ended_early = [c.source.ended_early for c in self.cameras if c.source.ended_early]
+                for why in summary.ended_early:
+                    log.error("%s", why)
+                self.metrics.ready.set(0)
+                log.info("stopping after %d frames (%.1f fps), %d alert(s), %d reconnect(s), %d dropped, "
+                         "%d not scored", summary.frames, summary.fps, summary.alerts, summary.reconnects,
+                         summary.dropped, summary.unhealthy)
+            finally:  # even after a failure above: spooled alerts flushed, capture threads joined
+                self._resources.close()
         return summary
 
     def _process(self, batch: list[tuple[Feed, Frame]]) -> None:

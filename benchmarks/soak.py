@@ -32,7 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.capture import parse_source  # noqa: E402
+from agent.cameras import resolve  # noqa: E402
 from agent.config import load_agent_config  # noqa: E402
 from agent.sinks.mqtt import MqttSink  # noqa: E402
 from agent.watch import Watch  # noqa: E402
@@ -70,8 +70,10 @@ class Counter:
         self.client.loop_start()
 
     def _on_message(self, client, userdata, msg) -> None:
-        with self.lock:
-            self.ids.add(json.loads(msg.payload)["id"])
+        event = json.loads(msg.payload)
+        if event["event"] == "alert":  # camera_degraded/recovered share the topic
+            with self.lock:
+                self.ids.add(event["id"])
 
     def count(self) -> int:
         with self.lock:
@@ -106,7 +108,7 @@ def main() -> None:
         broker = conftest.Broker(tmp, persistent=True)
         broker.start()
         cfg = load_agent_config(conftest.write_config(
-            tmp / "agent.yaml", tmp, camera={"name": "soak"},
+            tmp / "agent.yaml", tmp,
             capture={"mode": "live", "reconnect_initial_s": 0.01, "reconnect_max_s": 0.05},
             inference={"intra_op_threads": 1, "warmup_runs": 1},
             alerts={"k": 3, "n": 5, "clear_after": 5, "cooldown_frames": 10, "snapshot_dir": str(tmp / "snapshots"),
@@ -116,7 +118,7 @@ def main() -> None:
                             "spool_path": str(tmp / "spool.sqlite3")}},  # shipped backoff and flush timeout
             logging={"stats_interval_s": 60}))
         counter = Counter(broker.port, cfg.sinks.mqtt.alert_topic.format(camera="soak"))
-        watch = Watch(cfg, model, parse_source(None, source, "live"))
+        watch = Watch(cfg, model, resolve(cfg, sources=[f"soak={source}"]))
         sink = next(s for s in watch.sinks.sinks if isinstance(s, MqttSink))
         runner = threading.Thread(target=watch.run, name="watch")
         runner.start()
@@ -146,7 +148,8 @@ def main() -> None:
         deadline = time.monotonic() + 60
         while counter.count() < summary.alerts and time.monotonic() < deadline:
             time.sleep(0.1)
-        logged = len((tmp / "alerts.jsonl").read_text().splitlines())
+        logged = sum(json.loads(line)["event"] == "alert"
+                     for line in (tmp / "alerts.jsonl").read_text().splitlines())
         counter.close()
         broker.stop()
 

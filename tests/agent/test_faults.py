@@ -21,7 +21,7 @@ import pytest
 from onnx.external_data_helper import set_external_data
 from typer.testing import CliRunner
 
-from agent.capture import parse_source
+from agent.cameras import resolve
 from agent.cli import app
 from agent.config import AlertConfig, load_agent_config
 from agent.sinks.jsonl import JsonlSink
@@ -162,13 +162,13 @@ def test_full_disk_loses_no_alert_and_corrupts_no_evidence(broker, subscriber, m
     disk = mount("state", "256k")
     frames = make_frames(40, adversarial=range(0, 40, 2))  # one alert per adversarial frame
     cfg = load_agent_config(write_config(
-        tmp_path / "a.yaml", tmp_path, camera={"name": "cam"},
+        tmp_path / "a.yaml", tmp_path,
         alerts={"k": 1, "n": 1, "clear_after": 1, "cooldown_frames": 0, "snapshot_dir": str(disk / "snapshots"),
                 "min_free_mb": 0},
         sinks={"stdout": False, "jsonl": str(disk / "alerts.jsonl"),
                "mqtt": {"enabled": True, "host": "127.0.0.1", "port": broker.port, "reconnect_min_s": 0.05,
                         "reconnect_max_s": 0.2, "spool_path": str(disk / "spool.sqlite3")}}))
-    watch = Watch(cfg, model_path, parse_source(None, write_sequence(tmp_path / "seq", frames)))
+    watch = Watch(cfg, model_path, resolve(cfg, sources=["cam=" + write_sequence(tmp_path / "seq", frames)]))
     fill(disk, leave=64 << 10)  # room for a snapshot or two, then nothing
     summary = watch.run()
     registry = watch.metrics.registry
@@ -331,7 +331,7 @@ def test_writable_model_is_reported_under_systemd(model_path, video, tmp_path, c
 
     cfg = load_agent_config(write_config(tmp_path / "a.yaml", tmp_path))
     notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "absent.sock")})
-    Watch(cfg, model_path, parse_source(None, video), notifier=notifier).run(max_frames=1)
+    Watch(cfg, model_path, resolve(cfg, sources=[video]), notifier=notifier).run(max_frames=1)
     assert any("could replace its own model" in r.message for r in caplog.records) == os.access(model_path, os.W_OK)
 
 
