@@ -99,9 +99,14 @@ class MqttSink:
                         self.cfg.host, self.cfg.port, reason, self.pending())
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self.connected.is_set() and not self._closing.is_set():
+        if self._closing.is_set():
+            pass
+        elif self.connected.is_set():
             log.warning("MQTT disconnected from %s:%d (%s); alerts are spooled until it is back",
                         self.cfg.host, self.cfg.port, reason_code)
+        else:  # closed before CONNACK: e.g. a client certificate rejected after the TLS 1.3 handshake
+            self._connect_failed(f"closed before accepting the connection: {reason_code}; "
+                                 "does it require a client certificate?")
         self.connected.clear()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:

@@ -397,7 +397,7 @@ def tls_broker(tmp_path_factory):
     broker.stop()
 
 
-def test_tls_client_certificate_and_credentials(tls_broker, model_path, video, tmp_path):
+def test_tls_client_certificate_and_credentials(tls_broker, model_path, video, tmp_path, caplog):
     broker, d = tls_broker
     good = ["sinks.mqtt.enabled=true", "sinks.mqtt.host=127.0.0.1", f"sinks.mqtt.port={broker.port}",
             f"sinks.mqtt.ca_file={d}/ca.crt", f"sinks.mqtt.cert_file={d}/client.crt",
@@ -410,10 +410,19 @@ def test_tls_client_certificate_and_credentials(tls_broker, model_path, video, t
             args += ["--set", item]
         return runner.invoke(app, args)
 
+    no_cert = [s for s in good if not s.startswith(("sinks.mqtt.cert_file", "sinks.mqtt.key_file"))]
+    # While running, a rejected connection is logged and counted, not retried in silence.
+    sink = MqttSink(load_agent_config(None, no_cert + ["sinks.mqtt.flush_timeout_s=0"]).sinks.mqtt, "cam")
+    deadline = time.monotonic() + 30
+    while sample(sink.metrics.registry, "agent_mqtt_connect_failures_total") < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sink.close()
+    assert sample(sink.metrics.registry, "agent_mqtt_connect_failures_total") >= 1
+    assert any("MQTT cannot connect" in r.message and "client certificate" in r.message for r in caplog.records)
+
     result = check(good)
     assert result.exit_code == 0, result.output
     assert "TLS verified, user agent accepted ok" in result.stdout
-    no_cert = [s for s in good if not s.startswith(("sinks.mqtt.cert_file", "sinks.mqtt.key_file"))]
     one_error_line(check(no_cert), "MQTT broker", "client certificate")
     wrong_password = [s for s in good if not s.startswith("sinks.mqtt.password_file")]
     one_error_line(check(wrong_password + [f"sinks.mqtt.password_file={d}/wrong"]), "refused")
