@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from trainer.attacks import (
-    AttackSpec, adaptive, attack_key, cached_attack, deepfool, dynamic, fast, iterative_l2, iterative_linf,
-    run_attack, success_report,
+    AttackSpec, adaptive, attack_key, cached_attack, cw_detector_logit, deepfool, dynamic, fast, iterative_l2,
+    iterative_linf, orthogonal_pgd, run_attack, selective_pgd, success_report,
 )
 from trainer.attacks import cache as cache_module
 
@@ -48,6 +48,7 @@ def assert_valid(x_adv, x):
     assert x_adv.min() >= 0 and x_adv.max() <= 255 and torch.isfinite(x_adv).all()
 
 
+DETECTOR_AWARE = (selective_pgd, orthogonal_pgd, cw_detector_logit)
 SEEDS = st.integers(0, 2**16)
 FEW = settings(max_examples=12, deadline=None)  # tiny models, but the whole file must stay well under a minute
 
@@ -58,7 +59,8 @@ def test_linf_attacks_stay_in_the_box(seed, eps):
     x, y = random_batch(seed)
     for x_adv in (fast(NET, x, y, eps), iterative_linf(NET, x, y, eps, alpha=eps / 4, steps=6),
                   dynamic(NET, DET, x, y, eps, sigma=0.5, alpha=eps / 4),
-                  adaptive(NET, DET, x, y, eps, threshold=0.5, steps=4, restarts=2)):
+                  adaptive(NET, DET, x, y, eps, threshold=0.5, steps=4, restarts=2),
+                  *(attack(NET, DET, x, y, eps, threshold=0.3, steps=3, restarts=2) for attack in DETECTOR_AWARE)):
         assert_valid(x_adv, x)
         assert (linf(x_adv, x) <= eps + ATOL).all()
 
@@ -68,7 +70,9 @@ def test_linf_attacks_stay_in_the_box(seed, eps):
 def test_l2_attacks_stay_in_the_ball(seed, eps):
     x, y = random_batch(seed)
     for x_adv in (iterative_l2(NET, x, y, eps, alpha=eps / 3, steps=5),
-                  adaptive(NET, DET, x, y, eps, threshold=0.5, norm="l2", steps=4, restarts=2)):
+                  adaptive(NET, DET, x, y, eps, threshold=0.5, norm="l2", steps=4, restarts=2),
+                  *(attack(NET, DET, x, y, eps, threshold=0.3, norm="l2", steps=3, restarts=2)
+                    for attack in DETECTOR_AWARE)):
         assert_valid(x_adv, x)
         assert (l2(x_adv, x) <= eps * (1 + 1e-6) + ATOL).all()
 

@@ -66,9 +66,15 @@ def input_grad(loss: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) ->
     not interact. `autograd.grad` with `x` as the only input leaves parameters' `.grad` alone
     and skips their gradient computation; grad is enabled so attacks also run under no_grad.
     """
+    return value_and_grad(loss, x)[1]
+
+
+def value_and_grad(loss: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A per-sample loss [N] and its gradient w.r.t. the images, from one forward pass (see `input_grad`)."""
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
-        return torch.autograd.grad(loss(x).sum(), x)[0]
+        value = loss(x)
+        return value.detach(), torch.autograd.grad(value.sum(), x)[0]
 
 
 def cross_entropy(model: Callable, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -103,3 +109,23 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: Norm) -> tor
     else:
         delta = delta * per_sample(eps / flat_norm(delta, 2).clamp_min(eps), delta)
     return (x + delta).clamp(0, 255)
+
+
+def random_point(x: torch.Tensor, eps: float | torch.Tensor, norm: Norm) -> torch.Tensor:
+    """A uniform random point of the l_inf box around x, or one at a random direction and uniform radius
+    of the l_2 ball (Madry et al. 2018's random start), clipped to valid pixels. `eps` may be a
+    per-sample tensor shaped to broadcast against x (l_inf)."""
+    if norm == "linf":
+        delta = (torch.rand_like(x) * 2 - 1) * eps
+    else:
+        delta = direction(torch.randn_like(x), "l2") * per_sample(torch.rand(len(x), device=x.device), x) * eps
+    return project(x + delta, x, eps, norm)
+
+
+def rounded(x: torch.Tensor) -> torch.Tensor:
+    """The uint8 frame a camera delivers for x (values of round(x)), with the identity's gradient.
+
+    Straight-through rounding (BPDA, Athalye et al. 2018): attacks that judge success on the
+    deployed, rounded frame differentiate there too, while their small steps still accumulate.
+    """
+    return x + (x.round() - x).detach()

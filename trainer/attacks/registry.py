@@ -13,10 +13,12 @@ from tqdm import tqdm
 from common.config import Schema
 from trainer.attacks._ops import evaluating, model_device, module_of
 from trainer.attacks.adaptive import adaptive
+from trainer.attacks.cw import cw_detector_logit
 from trainer.attacks.deepfool import deepfool
 from trainer.attacks.dynamic import dynamic
 from trainer.attacks.fast import fast
 from trainer.attacks.iterative import iterative_l2, iterative_linf
+from trainer.attacks.selective import orthogonal_pgd, selective_pgd
 from trainer.models.fold import folded
 
 # The paper's adversaries (Sec. 3.1, 3.3) and the adaptive attack. DeepFool's two norms are
@@ -29,6 +31,9 @@ ATTACKS: dict[str, Callable[..., torch.Tensor]] = {
     "deepfool_linf": partial(deepfool, norm="linf"),
     "dynamic": dynamic,
     "adaptive": adaptive,
+    "selective_pgd": selective_pgd,
+    "orthogonal_pgd": orthogonal_pgd,
+    "cw_detector_logit": cw_detector_logit,
 }
 _DATA_ARGS = ("model", "detector_logit", "x", "y")
 # Attacks that stop as soon as the prediction changes, so their results lie just past the boundary.
@@ -62,6 +67,7 @@ class AttackSpec(Schema):
     threshold: Optional[float] = Field(None, gt=0, lt=1, description="adaptive: the deployed p_adv threshold")
     norm: Optional[Literal["l2", "linf"]] = Field(None, description="adaptive")
     margin: Optional[float] = Field(None, ge=0, description="adaptive: hinge margin in logits")
+    confidence: Optional[float] = Field(None, ge=0, description="cw_detector_logit: C&W's kappa, in logits")
 
     @model_validator(mode="after")
     def _fits_attack(self) -> "AttackSpec":
