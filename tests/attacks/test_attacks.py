@@ -10,7 +10,7 @@ from torch import nn
 
 from trainer.attacks import (
     AttackSpec, adaptive, attack_key, cached_attack, cw_detector_logit, deepfool, dynamic, fast, iterative_l2,
-    iterative_linf, orthogonal_pgd, run_attack, selective_pgd, success_report,
+    iterative_linf, orthogonal_pgd, pgd, run_attack, selective_pgd, square, square_adaptive, success_report,
 )
 from trainer.attacks import cache as cache_module
 
@@ -60,7 +60,9 @@ def test_linf_attacks_stay_in_the_box(seed, eps):
     for x_adv in (fast(NET, x, y, eps), iterative_linf(NET, x, y, eps, alpha=eps / 4, steps=6),
                   dynamic(NET, DET, x, y, eps, sigma=0.5, alpha=eps / 4),
                   adaptive(NET, DET, x, y, eps, threshold=0.5, steps=4, restarts=2),
-                  *(attack(NET, DET, x, y, eps, threshold=0.3, steps=3, restarts=2) for attack in DETECTOR_AWARE)):
+                  *(attack(NET, DET, x, y, eps, threshold=0.3, steps=3, restarts=2) for attack in DETECTOR_AWARE),
+                  pgd(NET, x, y, eps, steps=3, restarts=2), square(NET, x, y, eps, queries=5),
+                  square_adaptive(NET, DET, x, y, eps, threshold=0.3, queries=5)):
         assert_valid(x_adv, x)
         assert (linf(x_adv, x) <= eps + ATOL).all()
 
@@ -72,7 +74,8 @@ def test_l2_attacks_stay_in_the_ball(seed, eps):
     for x_adv in (iterative_l2(NET, x, y, eps, alpha=eps / 3, steps=5),
                   adaptive(NET, DET, x, y, eps, threshold=0.5, norm="l2", steps=4, restarts=2),
                   *(attack(NET, DET, x, y, eps, threshold=0.3, norm="l2", steps=3, restarts=2)
-                    for attack in DETECTOR_AWARE)):
+                    for attack in DETECTOR_AWARE),
+                  pgd(NET, x, y, eps, norm="l2", steps=3, restarts=2)):
         assert_valid(x_adv, x)
         assert (l2(x_adv, x) <= eps * (1 + 1e-6) + ATOL).all()
 

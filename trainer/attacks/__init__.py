@@ -5,16 +5,20 @@ and their true labels, and returns adversarial images in [0, 255]; budgets are i
 """
 from trainer.attacks.adaptive import adaptive
 from trainer.attacks.cache import cached_attack
-from trainer.attacks.cw import cw_detector_logit
+from trainer.attacks.cw import carlini_wagner_l2, cw_detector_logit
 from trainer.attacks.deepfool import deepfool
 from trainer.attacks.dynamic import dynamic
 from trainer.attacks.fast import fast
 from trainer.attacks.iterative import iterative_l2, iterative_linf
+from trainer.attacks.patch import patch, patch_adaptive
+from trainer.attacks.pgd import pgd
 from trainer.attacks.registry import ATTACKS, AttackSpec, attack_key, run_attack
 from trainer.attacks.report import success_report
 from trainer.attacks.selective import orthogonal_pgd, selective_pgd
+from trainer.attacks.square import square, square_adaptive
 
 __all__ = [
-    "ATTACKS", "AttackSpec", "adaptive", "attack_key", "cached_attack", "cw_detector_logit", "deepfool", "dynamic",
-    "fast", "iterative_l2", "iterative_linf", "orthogonal_pgd", "run_attack", "selective_pgd", "success_report",
+    "ATTACKS", "AttackSpec", "adaptive", "attack_key", "cached_attack", "carlini_wagner_l2", "cw_detector_logit",
+    "deepfool", "dynamic", "fast", "iterative_l2", "iterative_linf", "orthogonal_pgd", "patch", "patch_adaptive", "pgd",
+    "run_attack", "selective_pgd", "square", "square_adaptive", "success_report",
 ]

@@ -82,6 +82,11 @@ def cross_entropy(model: Callable, y: torch.Tensor) -> Callable[[torch.Tensor], 
     return lambda x: F.cross_entropy(model(x), y, reduction="none")
 
 
+def class_margin(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """max_{k!=y} z_k - z_y per sample, from logits [N, K]: > 0 exactly when the image is misclassified."""
+    return z.scatter(1, y[:, None], -torch.inf).amax(1) - z.gather(1, y[:, None]).squeeze(1)
+
+
 def direction(g: torch.Tensor, norm: Norm) -> torch.Tensor:
     """Unit step of steepest ascent of a linear function with gradient g under `norm`.
 
@@ -129,3 +134,13 @@ def rounded(x: torch.Tensor) -> torch.Tensor:
     deployed, rounded frame differentiate there too, while their small steps still accumulate.
     """
     return x + (x.round() - x).detach()
+
+
+def random_square(x: torch.Tensor, side: int) -> torch.Tensor:
+    """A side x side window at a uniform random position in each image: bool mask [N, 1, H, W]."""
+    n, _, h, w = x.shape
+    top = torch.randint(0, h - side + 1, (n, 1, 1, 1), device=x.device)
+    left = torch.randint(0, w - side + 1, (n, 1, 1, 1), device=x.device)
+    rows = torch.arange(h, device=x.device).view(1, 1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, 1, w)
+    return (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from trainer.attacks._ops import Norm, direction, evaluating, input_grad, per_sample, random_point
+from trainer.attacks._ops import Norm, class_margin, direction, evaluating, input_grad, per_sample, random_point
 from trainer.attacks.iterative import iterate
 from trainer.attacks.search import best_of_restarts
 
@@ -39,10 +39,7 @@ def adaptive(model: nn.Module, detector_logit: Callable[[torch.Tensor], torch.Te
     t = math.log(threshold / (1 - threshold))
 
     def objective(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-        z = model(xs)
-        z_y = z.gather(1, ys[:, None]).squeeze(1)
-        z_other = z.scatter(1, ys[:, None], -torch.inf).amax(1)
-        return (z_other - z_y).clamp(max=margin) + (t - detector_logit(xs)).clamp(max=margin)
+        return class_margin(model(xs), ys).clamp(max=margin) + (t - detector_logit(xs)).clamp(max=margin)
 
     def run(idx: torch.Tensor, restart: int):
         xs, ys = x[idx], y[idx]

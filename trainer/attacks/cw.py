@@ -1,4 +1,5 @@
-"""Carlini & Wagner's attacks: the detector as an extra class (2017a, "Adversarial examples are not easily detected")."""
+"""Carlini & Wagner's attacks: L2 (2017b, "Towards evaluating the robustness of neural networks") and the
+detector as an extra class (2017a, "Adversarial examples are not easily detected")."""
 from __future__ import annotations
 
 import math
@@ -7,7 +8,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from trainer.attacks._ops import Norm, direction, evaluating, per_sample, random_point, rounded, value_and_grad
+from trainer.attacks._ops import (
+    Norm, class_margin, direction, evaluating, per_sample, project, random_point, rounded, value_and_grad,
+)
 from trainer.attacks.search import ascend, best_of_restarts
 
 
@@ -21,9 +24,8 @@ def undetected_margin(z: torch.Tensor, d: torch.Tensor, y: torch.Tensor, t: floa
     misclassified AND undetected; it equals min(max_{j!=y} z_j - z_y, t - d) once misclassified.
     """
     z_y = z.gather(1, y[:, None]).squeeze(1)
-    z_other = z.scatter(1, y[:, None], -torch.inf).amax(1)
-    g_detector = z.amax(1) + d - t
-    return z_other - torch.maximum(z_y, g_detector)
+    z_other = z_y + class_margin(z, y)  # max_{j!=y} z_j
+    return z_other - torch.maximum(z_y, z.amax(1) + d - t)
 
 
 def cw_detector_logit(model: nn.Module, detector_logit: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
@@ -53,8 +55,45 @@ def cw_detector_logit(model: nn.Module, detector_logit: Callable[[torch.Tensor],
             m, g = value_and_grad(margin, v)
             return direction(g, norm) * per_sample(m < confidence, v), m  # the clamp's gradient
 
-        x_run, obj = ascend(xs, random_point(xs, eps, norm), step, eps, alpha, steps, norm)
+        x_run, obj = ascend(random_point(xs, eps, norm), step, alpha, steps, lambda v: project(v, xs, eps, norm))
         return x_run, obj > 0, obj
 
     with evaluating(model, detector_logit):
         return best_of_restarts(x, restarts, run)
+
+
+def carlini_wagner_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 100, binary_steps: int = 6,
+                      c: float = 1e-2, lr: float = 1e-2, confidence: float = 0.0) -> torch.Tensor:
+    """min_w ||x' - x||_2^2 + c max(z_y(x') - max_{j!=y} z_j(x'), -confidence), x' = 255 (tanh(w) + 1) / 2.
+
+    Carlini & Wagner 2017b, the L2 attack: the tanh change of variables keeps x' in the pixel box,
+    Adam (`lr`) takes `steps` steps from w = atanh(x) for each of `binary_steps` values of c, which
+    a per-image binary search sets: from `c`, times 10 until the attack succeeds, then bisection.
+    The distance is in [0, 1] pixel units, as in the paper, so c has the paper's scale; logits are
+    those of the rounded frame (`rounded`). x [N, C, H, W] in 0..255, y [N]. Returns, per image,
+    the smallest-l_2 x' whose rounded frame is misclassified, else x itself (no adversarial found).
+    """
+    const = torch.full((len(x),), c, device=x.device)
+    lower, upper = torch.zeros_like(const), torch.full_like(const, torch.inf)
+    best, best_l2 = x.clone(), torch.full_like(const, torch.inf)
+    w_x = torch.atanh((x / 127.5 - 1).clamp(-1 + 1e-6, 1 - 1e-6))
+    with evaluating(model):
+        for _ in range(binary_steps):
+            w = w_x.clone().requires_grad_(True)
+            opt = torch.optim.Adam([w], lr=lr)
+            found = torch.zeros_like(const, dtype=torch.bool)
+            for _ in range(steps):
+                with torch.enable_grad():
+                    x_adv = 127.5 * (torch.tanh(w) + 1)
+                    margin = class_margin(model(rounded(x_adv)), y)
+                    l2 = ((x_adv - x) / 255).flatten(1).norm(dim=1)
+                    loss = l2.square() + const * (-margin).clamp(min=-confidence)
+                    w.grad, = torch.autograd.grad(loss.sum(), w)
+                opt.step()
+                better = (margin > 0) & (l2 < best_l2)
+                best[better], best_l2[better] = x_adv[better].detach(), l2[better].detach()
+                found |= margin > 0
+            upper = torch.where(found, torch.minimum(upper, const), upper)
+            lower = torch.where(found, lower, torch.maximum(lower, const))
+            const = torch.where(upper < torch.inf, (lower + upper) / 2, const * 10)
+    return best

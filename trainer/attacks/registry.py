@@ -13,15 +13,18 @@ from tqdm import tqdm
 from common.config import Schema
 from trainer.attacks._ops import evaluating, model_device, module_of
 from trainer.attacks.adaptive import adaptive
-from trainer.attacks.cw import cw_detector_logit
+from trainer.attacks.cw import carlini_wagner_l2, cw_detector_logit
 from trainer.attacks.deepfool import deepfool
 from trainer.attacks.dynamic import dynamic
 from trainer.attacks.fast import fast
 from trainer.attacks.iterative import iterative_l2, iterative_linf
+from trainer.attacks.patch import patch, patch_adaptive
+from trainer.attacks.pgd import pgd
 from trainer.attacks.selective import orthogonal_pgd, selective_pgd
+from trainer.attacks.square import square, square_adaptive
 from trainer.models.fold import folded
 
-# The paper's adversaries (Sec. 3.1, 3.3) and the adaptive attack. DeepFool's two norms are
+# The paper's adversaries (Sec. 3.1, 3.3), oblivious attacks and adaptive ones on the detector (#11). DeepFool's two norms are
 # two adversaries in the paper, so each has its own name.
 ATTACKS: dict[str, Callable[..., torch.Tensor]] = {
     "fast": fast,
@@ -34,6 +37,12 @@ ATTACKS: dict[str, Callable[..., torch.Tensor]] = {
     "selective_pgd": selective_pgd,
     "orthogonal_pgd": orthogonal_pgd,
     "cw_detector_logit": cw_detector_logit,
+    "pgd": pgd,
+    "carlini_wagner_l2": carlini_wagner_l2,
+    "patch": patch,
+    "patch_adaptive": patch_adaptive,
+    "square": square,
+    "square_adaptive": square_adaptive,
 }
 _DATA_ARGS = ("model", "detector_logit", "x", "y")
 # Attacks that stop as soon as the prediction changes, so their results lie just past the boundary.
@@ -67,7 +76,13 @@ class AttackSpec(Schema):
     threshold: Optional[float] = Field(None, gt=0, lt=1, description="adaptive: the deployed p_adv threshold")
     norm: Optional[Literal["l2", "linf"]] = Field(None, description="adaptive")
     margin: Optional[float] = Field(None, ge=0, description="adaptive: hinge margin in logits")
-    confidence: Optional[float] = Field(None, ge=0, description="cw_detector_logit: C&W's kappa, in logits")
+    confidence: Optional[float] = Field(None, ge=0, description="C&W: kappa, the margin sought in logits")
+    binary_steps: Optional[PositiveInt] = Field(None, description="carlini_wagner_l2: binary search steps on c")
+    c: Optional[float] = Field(None, gt=0, description="carlini_wagner_l2: initial weight of the margin loss")
+    lr: Optional[float] = Field(None, gt=0, description="carlini_wagner_l2: Adam's learning rate")
+    area: Optional[float] = Field(None, gt=0, le=1, description="patch: the sticker's share of the frame")
+    queries: Optional[PositiveInt] = Field(None, description="square: model evaluations per image")
+    p_init: Optional[float] = Field(None, gt=0, le=1, description="square: initial share of a square window")
 
     @model_validator(mode="after")
     def _fits_attack(self) -> "AttackSpec":

@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-from trainer.attacks._ops import Norm, per_sample, project
+from trainer.attacks._ops import per_sample
 
 # run(idx, restart) -> (x_adv [n, C, H, W], success [n] bool, objective [n]) for the samples idx.
 Run = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -34,20 +34,20 @@ def best_of_restarts(x: torch.Tensor, restarts: int, run: Run) -> torch.Tensor:
     return best
 
 
-def ascend(x: torch.Tensor, start: torch.Tensor,
-           step: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-           eps: float, alpha: float, steps: int, norm: Norm) -> tuple[torch.Tensor, torch.Tensor]:
-    """x_0 = start, x_{n+1} = Project_eps,x(x_n + alpha * u_n), returning per sample the x_n of highest objective.
+def ascend(start: torch.Tensor, step: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], alpha: float,
+           steps: int, constrain: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """x_0 = start, x_{n+1} = constrain(x_n + alpha * u_n), returning per sample the x_n of highest objective.
 
-    `step(x_n)` gives the unit step u_n and the objective of x_n [N] from one forward pass.
+    `step(x_n)` gives the unit step u_n and the objective of x_n [N] from one forward pass;
+    `constrain` maps a step's result back into the threat model (e.g. `project` onto the eps-ball).
     Keeping the best iterate matters for attacks that switch between losses, whose iterates
     move in and out of success. Returns (best iterates [N, C, H, W], their objectives [N]).
     """
-    x_n, best, best_obj = start, start, torch.full((len(x),), -torch.inf, device=x.device)
+    x_n, best, best_obj = start, start, torch.full((len(start),), -torch.inf, device=start.device)
     for n in range(steps + 1):
         u, obj = step(x_n)
         better = obj > best_obj
-        best, best_obj = torch.where(per_sample(better, x), x_n, best), torch.where(better, obj, best_obj)
+        best, best_obj = torch.where(per_sample(better, x_n), x_n, best), torch.where(better, obj, best_obj)
         if n < steps:
-            x_n = project(x_n + alpha * u, x, eps, norm)
+            x_n = constrain(x_n + alpha * u)
     return best, best_obj

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.attacks._ops import Norm, direction, evaluating, per_sample, random_point, rounded
+from trainer.attacks._ops import Norm, direction, evaluating, per_sample, project, random_point, rounded
 from trainer.attacks.cw import undetected_margin
 from trainer.attacks.search import ascend, best_of_restarts
 
@@ -72,7 +72,7 @@ def _attack(model: nn.Module, detector_logit: Detector, x: torch.Tensor, y: torc
                     g, = torch.autograd.grad(torch.where(fooled, -d, j_cls).sum(), v)
             return direction(g, norm), undetected_margin(z.detach(), d.detach(), ys, t)
 
-        x_run, obj = ascend(xs, random_point(xs, eps, norm), step, eps, alpha, steps, norm)
+        x_run, obj = ascend(random_point(xs, eps, norm), step, alpha, steps, lambda v: project(v, xs, eps, norm))
         return x_run, obj > 0, obj
 
     with evaluating(model, detector_logit):
