@@ -48,6 +48,10 @@ class MqttSink:
         self._memory_lock = threading.Lock()
         self._last_failure = ("", float("-inf"))  # (reason, when logged)
         self._left_at_close: int | None = None
+        # Spooled rows up to this id are delivered; on a full disk deleting them can fail (SQLite
+        # needs room even to delete), and they must not be sent again and again meanwhile.
+        self._delivered_upto = 0
+        self._ack_failing = False
         self.connected = threading.Event()
         self._wake = threading.Event()
         self._closing = threading.Event()
@@ -138,7 +142,7 @@ class MqttSink:
 
     def _oldest(self) -> tuple[int | None, str, bytes] | None:
         """The next message to send: spooled rows first (they are older), then those held in memory."""
-        row = self.spool.head()
+        row = self.spool.head(after=self._delivered_upto)
         if row is not None:
             return row
         with self._memory_lock:
@@ -148,8 +152,17 @@ class MqttSink:
         if row_id is None:
             with self._memory_lock:
                 self._memory.popleft()
-        else:
+            return
+        self._delivered_upto = row_id
+        try:
             self.spool.ack(row_id)
+        except sqlite3.Error as exc:
+            if not self._ack_failing:
+                log.warning("MQTT spool %s cannot remove delivered alerts (%s); after a restart they may "
+                            "arrive twice", self.cfg.spool_path, exc)
+            self._ack_failing = True
+        else:
+            self._ack_failing = False
 
     def _publish_loop(self) -> None:
         while True:
@@ -176,8 +189,12 @@ class MqttSink:
     def _dead_letter(self, row_id: int | None, topic: str, payload: bytes, error: str) -> None:
         self.metrics.mqtt_dead_letters.inc()
         if row_id is not None:
-            self.spool.dead_letter(row_id, error)
-            where = f"moved to the dead_letter table of {self.cfg.spool_path}"
+            try:
+                self.spool.dead_letter(row_id, error)
+                where = f"moved to the dead_letter table of {self.cfg.spool_path}"
+            except sqlite3.Error as exc:
+                self._delivered_upto = row_id  # skipped in this run, so the rows behind it are not blocked
+                where = f"not storable in the dead_letter table ({exc}): {payload.decode(errors='replace')}"
         else:
             self._done(None)
             where = f"dropped from memory: {payload.decode(errors='replace')}"
@@ -212,7 +229,7 @@ class MqttSink:
             return self._left_at_close
         with self._memory_lock:
             held = len(self._memory)
-        return len(self.spool) + held
+        return self.spool.count(after=self._delivered_upto) + held
 
     def close(self) -> None:
         """Deliver what is spooled for up to `flush_timeout_s`, announce offline, disconnect."""

@@ -44,15 +44,16 @@ class Spool:
         with self._lock:
             return self._db.execute("INSERT INTO spool (topic, payload) VALUES (?, ?)", (topic, payload)).lastrowid
 
-    def head(self) -> tuple[int, str, bytes] | None:
-        """The oldest message, or None when the spool is empty."""
+    def head(self, after: int = 0) -> tuple[int, str, bytes] | None:
+        """The oldest message with an id above `after`, or None."""
         with self._lock:
-            return self._db.execute("SELECT id, topic, payload FROM spool ORDER BY id LIMIT 1").fetchone()
+            return self._db.execute("SELECT id, topic, payload FROM spool WHERE id > ? ORDER BY id LIMIT 1",
+                                    (after,)).fetchone()
 
     def ack(self, row_id: int) -> None:
-        """Forget a delivered message."""
+        """Forget every message up to `row_id`: they are delivered in order."""
         with self._lock:
-            self._db.execute("DELETE FROM spool WHERE id = ?", (row_id,))
+            self._db.execute("DELETE FROM spool WHERE id <= ?", (row_id,))
 
     def dead_letter(self, row_id: int, error: str) -> None:
         """Move a message the broker can never take out of the queue, keeping it and the reason."""
@@ -67,9 +68,13 @@ class Spool:
         with self._lock:
             return self._db.execute("SELECT topic, payload, error FROM dead_letter ORDER BY id").fetchall()
 
-    def __len__(self) -> int:
+    def count(self, after: int = 0) -> int:
+        """Messages with an id above `after`."""
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM spool").fetchone()[0]
+            return self._db.execute("SELECT COUNT(*) FROM spool WHERE id > ?", (after,)).fetchone()[0]
+
+    def __len__(self) -> int:
+        return self.count()
 
     def close(self) -> None:
         """Close the database."""

@@ -127,10 +127,10 @@ def test_publisher_is_restarted_after_a_failure(broker, subscriber, tmp_path, mo
     sink = MqttSink(sink_config(broker, tmp_path), "cam")
     real_head, failures = sink.spool.head, [sqlite3.OperationalError("disk I/O error")]
 
-    def head():
+    def head(**kw):
         if failures:
             raise failures.pop()
-        return real_head()
+        return real_head(**kw)
 
     monkeypatch.setattr(sink.spool, "head", head)
     sink.emit(alert(1))
@@ -189,6 +189,27 @@ def test_full_disk_loses_no_alert_and_corrupts_no_evidence(broker, subscriber, m
     snapshots = list((disk / "snapshots").iterdir())
     assert snapshots and all(cv2.imread(str(p)) is not None for p in snapshots), "complete PNGs only"
     assert sample(registry, "agent_snapshot_errors_total", reason="low_space") > 0
+
+
+def test_spool_on_a_full_disk_delivers_each_alert_once(broker, subscriber, mount, tmp_path):
+    """SQLite needs room even to delete: delivered rows that cannot be removed must not be resent."""
+    disk = mount("spool", "160k")
+    broker.stop()
+    sink = MqttSink(sink_config(broker, disk), "cam")
+    for n in (1, 2, 3):
+        sink.emit(alert(n))
+    fill(disk)
+    broker.start()
+    for n in (4, 5):
+        sink.emit(alert(n))  # the spool cannot take these: held in memory
+    assert subscriber.wait_for(lambda s: len(set(s.ids)) == 5), subscriber.ids
+    deadline = time.monotonic() + 10
+    while sink.pending() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sink.pending() == 0
+    sink.close()
+    assert subscriber.ids == [f"alert-{n}" for n in range(1, 6)], "each once, in order"
+    assert sample(sink.metrics.registry, "agent_mqtt_publisher_restarts_total") == 0
 
 
 def test_snapshot_free_space_guard_and_retention(mount, tmp_path):
