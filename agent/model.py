@@ -19,6 +19,7 @@ import onnxruntime as ort
 from agent.config import InferenceConfig
 from agent.errors import ModelError
 from common.contract import ContractError, check_metadata
+from common.frames import model_input
 from common.manifest import ManifestError, check_manifest, manifest_path
 
 log = logging.getLogger(__name__)
@@ -168,21 +169,10 @@ class Detector:
         self.info = info
         self.session = create_session(info, cfg)
         self.provider = self.session.get_providers()[0]
-        self._size = (info.width, info.height)  # cv2 takes (w, h)
 
     def prepare(self, frame: np.ndarray) -> np.ndarray:
         """Resize one BGR (or grey) frame to the model's input as uint8 HxWxC, no lossy step."""
-        if frame.ndim == 3 and frame.shape[2] == 4:
-            frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-        if self.info.channels == 1 and frame.ndim == 3:
-            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        elif self.info.channels == 3 and frame.ndim == 2:
-            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-        if frame.shape[1] != self.info.width or frame.shape[0] != self.info.height:
-            frame = cv2.resize(frame, self._size, interpolation=self.info.interpolation)
-        if frame.ndim == 2:
-            frame = frame[:, :, None]
-        return frame
+        return model_input(frame, self.info.height, self.info.width, self.info.channels, self.info.interpolation)
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Run a uint8 [N,H,W,C] batch; return (probs [N,K], p_adv [N])."""

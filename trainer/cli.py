@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from common.config import ConfigError, load_config
+from common.robustness import line as robustness_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train the classifier, the adversary detectors and run the paper's experiments.")
@@ -40,6 +41,47 @@ def fit(
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         raise typer.Exit(130) from None
+
+
+@app.command()
+def audit(
+    run: Path = typer.Option(..., "--run", help="A run directory written by `trainer fit`: its config.yaml, classifier "
+                                                "and trained `deploy` detector are audited."),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", "-s", metavar="KEY=VALUE",
+                                                  help="Override an audit setting (keys audit.* and device), e.g. "
+                                                       "--set audit.eps=[2,4] --set audit.images=500 --set audit.steps=50 "
+                                                       "(repeatable; values are YAML; schema: AuditConfig in trainer/config.py)."),
+) -> None:
+    """Security audit of RUN's deployed classifier + detector at its shipped threshold.
+
+    Every attack of `audit.attacks` (oblivious ones that know the classifier, adaptive ones that
+    also know the detector and threshold) at every `audit.eps`, on held-out test images the
+    classifier gets right, outputs rounded to uint8; each image's worst case over all attacks;
+    TPR against perturbation size; FPR under benign corruptions and on real footage. Writes
+    RUN/audit/audit.json, security_curve.png, tpr_by_size.png and report.md; an unchanged rerun
+    does no work. `python -m export onnx` then ships the summary in the model's metadata.
+    """
+    from trainer.audit import audit_dir, audit_run, robustness
+    from trainer.audit.target import audited_detector
+    from trainer.checkpoint import CheckpointError
+    from trainer.config import Config
+    from trainer.data import DataError
+    from trainer.run import open_run
+
+    try:
+        wrong = [o for o in overrides or [] if not o.startswith(("audit.", "device="))]
+        if wrong:
+            raise ConfigError(f"--set {wrong[0]}: `trainer audit` changes only audit.* and device (retrain with `trainer fit`)")
+        if not (run / "config.yaml").is_file():
+            raise ConfigError(f"{run} is not a run directory (no config.yaml)")
+        cfg = load_config(Config, run / "config.yaml", [*(overrides or []), f"run_dir={run}"])
+        audited_detector(cfg)  # before loading data and models: a run with nothing to audit fails at once
+        result = audit_run(open_run(cfg))
+    except (ConfigError, DataError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    print(f"robustness: {robustness_line(robustness(result))}")
+    print(f"report -> {audit_dir(run) / 'report.md'}; ship it with: python -m export onnx --run {run}")
 
 
 @app.command("demo-stream")

@@ -11,7 +11,8 @@ from typing import Any, Literal, Optional
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from common.config import Schema
-from trainer.attacks import AttackSpec
+from trainer.attacks import ATTACKS, AttackSpec
+from trainer.attacks.registry import accepted_parameters
 
 
 class DataConfig(Schema):
@@ -208,6 +209,81 @@ class ExperimentsConfig(Schema):
     adaptive: AdaptiveConfig = AdaptiveConfig()
 
 
+class AuditAttack(Schema):
+    """One attack of the security audit and the parameters it gets beyond the audit's own (eps, norm, threshold)."""
+
+    name: str = Field(..., description="an attack of trainer/attacks/registry.py")
+    params: dict[str, Any] = Field({}, description="further parameters, e.g. {steps: 10, alpha: 1}; they win over "
+                                                   "audit.steps/restarts")
+
+
+# The CPU protocol (issue #11): the paper's adversaries with their paper settings, then the attacks that
+# know the detector and its threshold, each with `audit.steps` steps and `audit.restarts` restarts.
+AUDIT_ATTACKS = [
+    AuditAttack(name="fast"),
+    AuditAttack(name="iterative_linf", params={"steps": 10, "alpha": 1.0}),
+    AuditAttack(name="deepfool_linf", params={"max_iter": 50}),
+    AuditAttack(name="adaptive"),
+]
+
+
+# Where scripts/setup.sh unpacks Debian's opencv-doc sample videos.
+FOOTAGE = "/tmp/opencv-doc/usr/share/doc/opencv-doc/examples/data"
+
+
+class AuditConfig(Schema):
+    """The security audit of the deployed classifier + detector at its shipped threshold (`trainer audit`)."""
+
+    enabled: bool = Field(False, description="run the audit as the last stage of `trainer fit` (needs `deploy`)")
+    detector: Optional[str] = Field(None, description="the detector to audit (one of `detectors`); None = `deploy`")
+    eps: list[float] = Field([1.0, 2.0, 4.0, 8.0], min_length=1, description="budgets of the eps sweep, in 0..255 units "
+                             "of `norm`; the security curve has one point per value")
+    headline_eps: Optional[float] = Field(None, gt=0, description="the eps whose worst case is shipped in the model's "
+                                          "metadata and printed; None = the largest of `eps`")
+    norm: Literal["linf", "l2"] = Field("linf", description="the threat model's distance; every perturbation is measured in it")
+    images: PositiveInt = Field(200, description="test images attacked, taken from the end of the run's test split")
+    attacks: list[AuditAttack] = Field(AUDIT_ATTACKS, min_length=1, description="the attacks; each image's worst case is over all")
+    steps: PositiveInt = Field(200, description="steps of every attack that takes `steps`, unless its params say otherwise")
+    restarts: PositiveInt = Field(5, description="random restarts of every attack that takes `restarts`, unless its params say otherwise")
+    tpr_eps: dict[Literal["linf", "l2"], list[float]] = Field(
+        {"linf": [2.0, 4.0, 8.0, 16.0, 32.0], "l2": [100.0, 300.0, 1000.0]},
+        description="TPR against perturbation size: an oblivious attack at each of these budgets per norm")
+    corruptions: bool = Field(True, description="FPR under benign corruptions (noise, blur, JPEG, light, haze) at 3 severities")
+    footage: list[Path] = Field([Path(f"{FOOTAGE}/Megamind.avi"), Path(f"{FOOTAGE}/tree.avi")],
+                                description="real clean videos (opencv-doc, unpacked by scripts/setup.sh) whose FPR is reported; "
+                                            "missing files are skipped")
+    footage_frames: PositiveInt = Field(200, description="frames scored per video, spread evenly over it")
+    batch_size: PositiveInt = Field(250, description="images per attack batch")
+
+    @field_validator("eps")
+    @classmethod
+    def _positive(cls, eps: list[float]) -> list[float]:
+        if any(e <= 0 for e in eps):
+            raise ValueError(f"every eps must be positive, got {eps}")
+        return sorted(set(eps))
+
+    @model_validator(mode="after")
+    def _check_attacks(self):
+        if self.headline_eps is not None and self.headline_eps not in self.eps:
+            raise ValueError(f"headline_eps {self.headline_eps:g} is not one of eps {self.eps}")
+        for attack in self.attacks:
+            if attack.name not in ATTACKS:
+                raise ValueError(f"unknown attack {attack.name!r}; known: {', '.join(ATTACKS)}")
+            self.attack_spec(attack, self.eps[0], 0.5)
+        return self
+
+    @property
+    def headline(self) -> float:
+        return self.headline_eps or self.eps[-1]
+
+    def attack_spec(self, attack: AuditAttack, eps: float, threshold: float) -> AttackSpec:
+        """`attack` at budget `eps` against `threshold`: the audit's settings for every parameter it takes
+        (eps, norm, threshold, steps, restarts), overridden by its own params."""
+        ours = {"eps": eps, "norm": self.norm, "threshold": threshold, "steps": self.steps, "restarts": self.restarts}
+        taken = accepted_parameters(attack.name)
+        return AttackSpec(name=attack.name, **{**{k: v for k, v in ours.items() if k in taken}, **attack.params})
+
+
 class Config(Schema):
     """Everything `trainer fit` does, stage by stage."""
 
@@ -221,14 +297,16 @@ class Config(Schema):
     deploy: Optional[str] = Field(None, description="the detector `export` ships; one of `detectors`")
     calibration: CalibrationConfig = CalibrationConfig()
     experiments: ExperimentsConfig = ExperimentsConfig()
+    audit: AuditConfig = AuditConfig()
 
     @model_validator(mode="after")
     def _check_detectors(self):
         names = [d.name for d in self.detectors]
         if len(set(names)) != len(names):
             raise ValueError(f"detector names must be unique, got {names}")
-        if self.deploy is not None and self.deploy not in names:
-            raise ValueError(f"deploy: {self.deploy!r} is not one of detectors {names}")
+        for key, name in (("deploy", self.deploy), ("audit.detector", self.audit.detector)):
+            if name is not None and name not in names:
+                raise ValueError(f"{key}: {name!r} is not one of detectors {names}")
         for i, d in enumerate(self.detectors):
             base = next((b for b in self.detectors[:i] if b.name == d.init_from), None)
             if d.init_from is not None and (base is None or (base.point, base.arch) != (d.point, d.arch)):

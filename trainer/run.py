@@ -64,9 +64,19 @@ def fit(cfg: Config) -> RunContext:
     return ctx
 
 
+def open_run(cfg: Config) -> RunContext:
+    """The context of a run whose classifier is trained, for commands that work on a finished run (`trainer audit`)."""
+    device = pick_device(cfg.device, World())
+    classifier, ckpt = load_classifier(cfg.run_dir, device)
+    classifier.requires_grad_(False)
+    return RunContext(cfg, Path(cfg.run_dir), device, load_dataset(cfg.data), classifier, ckpt, True)
+
+
 def _later_stages(ctx: RunContext) -> None:
+    from trainer.audit import run_audit_stage
     from trainer.detect import run_detector_stage
     from trainer.experiments import run_experiments
 
     run_detector_stage(ctx)
     run_experiments(ctx)
+    run_audit_stage(ctx)

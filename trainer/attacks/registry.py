@@ -56,6 +56,11 @@ def _parameters(name: str) -> dict[str, inspect.Parameter]:
     return {k: p for k, p in inspect.signature(fn).parameters.items() if k not in _DATA_ARGS and k not in fixed}
 
 
+def accepted_parameters(name: str) -> set[str]:
+    """Names of the parameters an AttackSpec of attack `name` may set."""
+    return set(_parameters(name))
+
+
 def needs_detector(name: str) -> bool:
     """Whether the attack also differentiates through the detector (dynamic, adaptive)."""
     return "detector_logit" in inspect.signature(ATTACKS[name]).parameters

@@ -23,8 +23,12 @@ def out_dir(ctx) -> Path:
 
 def cached_result(ctx, name: str, compute: Callable[[], dict]) -> dict:
     """`compute()` stored as experiments/<name>.json, reused while the experiments config and classifier are unchanged."""
-    path = out_dir(ctx) / f"{name}.json"
     stamp = {"experiments": ctx.cfg.experiments.model_dump(mode="json"), "classifier_sha256": classifier_sha256(ctx)}
+    return cached_json(out_dir(ctx) / f"{name}.json", stamp, compute)
+
+
+def cached_json(path: Path, stamp: dict, compute: Callable[[], dict]) -> dict:
+    """The dict saved at `path` if it was made under `stamp`, else `compute()` plus the stamp, saved atomically."""
     if path.exists():
         saved = json.loads(path.read_text())
         if saved.get("stamp") == stamp:

@@ -32,6 +32,22 @@ def curves(path: Path, series: dict[str, tuple[list[float], list[float], list[st
     _save(fig, path)
 
 
+def line_panels(path: Path, panels: dict[str, dict[str, tuple[list[float], list[float]]]], xlabel: str, ylabel: str,
+                logx: bool = False) -> None:
+    """Side-by-side panels of rates (0..1) against a budget, one marked line per series of (x, y); a series named
+    `worst case` is drawn bold in black (the audit's security curve and TPR against perturbation size)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    for ax, (title, series) in zip(axes[0], panels.items()):
+        for name, (xs, ys) in series.items():
+            style = {"color": "black", "lw": 2.5} if name == "worst case" else {}
+            ax.plot(xs, ys, marker="o", label=name, **style)
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title, ylim=(-0.02, 1.02))
+        if logx:
+            ax.set_xscale("log")
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
 def grouped_bars(path: Path, groups: list[str], bars: dict[str, list[float]], ylabel: str, title: str,
                  ylim: tuple[float, float] = (0.4, 1.02)) -> None:
     """Bars per group (e.g. adversary) and series (e.g. attachment depth), as in Fig. 2 right."""

@@ -1,0 +1,33 @@
+"""The `robustness` entry of a model's metadata: the security audit's summary, as the trainer writes it and the agent prints it.
+
+Standard library only (the agent imports it). Optional in the contract: a model exported
+without an audit has no entry, and every reader says so.
+"""
+from __future__ import annotations
+
+import json
+
+KEY = "robustness"
+FIELDS = ("eps", "norm", "images", "attacks", "worst_case_undetected", "clean_fpr", "benign_fpr_max")
+
+
+def describe(meta: dict[str, str]) -> str:
+    """One line for operators from a model's metadata: the audit's worst case, or that the model was never audited."""
+    if KEY not in meta:
+        return "not audited (run `trainer audit --run RUN`, then export, to ship the result)"
+    try:
+        return line(json.loads(meta[KEY]))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        return f"unreadable ({type(exc).__name__}: {exc})"
+
+
+def line(r: dict) -> str:
+    """One line from an audit summary (the dict stored under KEY)."""
+    text = (f"worst-case undetected error {_pct(r['worst_case_undetected'])} at {r['norm']} eps {r['eps']:g} "
+            f"({r['images']} images, {len(r['attacks'])} attacks: {', '.join(r['attacks'])}); "
+            f"clean FPR {_pct(r['clean_fpr'])}, worst benign-corruption FPR {_pct(r['benign_fpr_max'])}")
+    return text + (f"; patch {_pct(r['patch_undetected'])}" if r.get("patch_undetected") is not None else "")
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.1%}"

@@ -1,0 +1,88 @@
+"""The security audit on the tiny trained run: worst case, monotonicity in budget, unbounded budget, caching, outputs."""
+import json
+
+import pytest
+from detect.tiny_run import TRAIN, make_ctx
+
+from trainer.audit import audit_run, robustness, runner
+from trainer.audit.target import load_target
+from trainer.detect import run_detector_stage
+
+# A detector trained for seconds: the audit needs a trained one, not a good one.
+DETECTOR = {"name": "deployed", "adversary": {"name": "iterative_linf", "eps": 8}, "point": 2,
+            **TRAIN, "epochs": 2, "train_limit": 100, "val_limit": 50, "test_limit": 50}
+# Small budgets so the module runs in seconds; the test split's last 60 images, no footage (tested apart).
+AUDIT = {"images": 60, "eps": [4, 16], "steps": 8, "restarts": 2, "batch_size": 100, "footage": [],
+         "tpr_eps": {"linf": [8, 32]},
+         "attacks": [{"name": "fast"}, {"name": "iterative_linf", "params": {"steps": 5, "alpha": 2}},
+                     {"name": "deepfool_linf", "params": {"max_iter": 5}}, {"name": "adaptive"}]}
+
+
+@pytest.fixture(scope="module")
+def run(tiny_dataset, classifier_file, tmp_path_factory):
+    ctx = make_ctx(tmp_path_factory.mktemp("run"), classifier_file, tiny_dataset,
+                   {"detectors": [DETECTOR], "deploy": "deployed", "audit": AUDIT})
+    run_detector_stage(ctx)
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def result(run):
+    return audit_run(run, progress=False)
+
+
+def undetected(result, attack, eps):
+    return next(r["undetected"] for r in result["attacks"] if r["attack"] == attack and r["eps"] == eps)
+
+
+def test_worst_case_is_at_least_every_single_attack(result):
+    assert result["correct"] > 30  # the tiny classifier gets most of its 60 images right
+    for w in result["worst_case"]:
+        singles = [r["undetected"] for r in result["attacks"] if r["eps"] == w["eps"]]
+        assert len(singles) == 4 and w["undetected"] >= max(singles)
+        assert w["undetected"] <= min(1.0, sum(singles))
+
+
+def test_undetected_error_does_not_fall_when_eps_grows(result):
+    curve = [w["undetected"] for w in result["worst_case"]]
+    assert curve == sorted(curve) and curve[-1] > curve[0]
+
+
+def adaptive_only(run, **update):
+    """The audit config of `run` with the adaptive attack alone and nothing else measured."""
+    return run.cfg.audit.model_copy(update={"attacks": run.cfg.audit.attacks[-1:], "corruptions": False, "tpr_eps": {}, **update})
+
+
+def test_more_steps_do_not_lower_the_adaptive_attacks_score(run, result):
+    stronger = runner.audit(adaptive_only(run, steps=24, eps=[16.0]), load_target(run, 60), progress=False)
+    # Random restarts differ between the runs: one image of slack.
+    assert undetected(stronger, "adaptive", 16) >= undetected(result, "adaptive", 16) - 1 / result["correct"]
+
+
+def test_an_unbounded_budget_evades_on_about_every_image(run):
+    out = runner.audit(adaptive_only(run, steps=20, eps=[255.0]), load_target(run, 60), progress=False)
+    assert out["worst_case"][0]["undetected"] >= 0.9
+
+
+def test_outputs_and_rerun_does_no_work(run, result, monkeypatch):
+    out = run.run_dir / "audit"
+    for name in ("security_curve.png", "tpr_by_size.png"):
+        assert (out / name).stat().st_size > 1000
+    report = (out / "report.md").read_text()
+    assert "**worst case**" in report and "haze" in report
+    assert json.loads((out / "audit.json").read_text())["stamp"]["detector"] == "deployed"
+    assert result["overlap_with_detector_evaluation"] == 0  # the detector scored the first 50 test images, the audit the last 60
+    assert len(result["corruptions"]) == 1 + 7 * 3 and all(0 <= r["fpr"] <= 1 for r in result["corruptions"])
+    tpr = {(r["norm"], r["eps"]): r for r in result["tpr_by_size"]}
+    assert tpr[("linf", 32)]["fooled"] >= tpr[("linf", 8)]["fooled"]
+
+    monkeypatch.setattr(runner, "run_attack", lambda *a, **k: pytest.fail("did work again"))
+    assert audit_run(run, progress=False)["stamp"] == result["stamp"]
+
+
+def test_robustness_summary_names_the_headline_eps(result):
+    summary = robustness(result)
+    assert summary["eps"] == 16 and summary["norm"] == "linf" and summary["images"] == result["correct"]
+    assert summary["worst_case_undetected"] == result["worst_case"][-1]["undetected"]
+    assert summary["attacks"] == ["adaptive", "deepfool_linf", "fast", "iterative_linf"]
+    assert summary["benign_fpr_max"] == max(r["fpr"] for r in result["corruptions"][1:])

@@ -1,0 +1,83 @@
+"""Benign corruptions a vehicle camera sees (noise, blur, compression, low light, low contrast, haze), 3 severities each.
+
+In the spirit of Hendrycks & Dietterich 2019 (ImageNet-C), written with NumPy/OpenCV on uint8
+frames. The detector should not alarm on any of them: the audit reports its FPR under each.
+Sizes are in pixels of the model's input.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import cv2
+import numpy as np
+
+Corruption = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]  # (uint8 [H, W, C] RGB, severity 0..2, rng)
+SEVERITIES = 3
+
+
+def _per_channel(fn: Callable[[np.ndarray], np.ndarray], img: np.ndarray) -> np.ndarray:
+    # OpenCV drops a trailing channel axis of 1; keep [H, W, C].
+    return fn(img).reshape(img.shape)
+
+
+def gaussian_noise(img: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
+    """Sensor noise: additive N(0, sigma^2), sigma 8 / 16 / 32 grey levels."""
+    return img + rng.normal(0, (8, 16, 32)[s], img.shape)
+
+
+def defocus_blur(img: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
+    """An out-of-focus lens: mean over a disk of radius 1 / 2 / 3 pixels."""
+    r = s + 1
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)).astype(np.float32)
+    return _per_channel(lambda a: cv2.filter2D(a, -1, disk / disk.sum(), borderType=cv2.BORDER_REFLECT), img.astype(np.float32))
+
+
+def motion_blur(img: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
+    """Camera or object motion: mean along a line of 3 / 5 / 9 pixels at a random angle."""
+    n = (3, 5, 9)[s]
+    line = np.zeros((n, n), np.float32)
+    line[n // 2, :] = 1
+    turn = cv2.getRotationMatrix2D((n / 2 - 0.5, n / 2 - 0.5), float(rng.uniform(0, 180)), 1.0)
+    kernel = cv2.warpAffine(line, turn, (n, n))
+    return _per_channel(lambda a: cv2.filter2D(a, -1, kernel / kernel.sum(), borderType=cv2.BORDER_REFLECT), img.astype(np.float32))
+
+
+def jpeg(img: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
+    """Lossy compression of a stream: JPEG at quality 50 / 30 / 10."""
+    bgr = img if img.shape[2] == 1 else img[:, :, ::-1]  # OpenCV encodes BGR
+    ok, data = cv2.imencode(".jpg", np.ascontiguousarray(bgr), [cv2.IMWRITE_JPEG_QUALITY, (50, 30, 10)[s]])
+    out = cv2.imdecode(data, cv2.IMREAD_UNCHANGED).reshape(img.shape)
+    return out if img.shape[2] == 1 else out[:, :, ::-1]
+
+
+def brightness(img: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
+    """Low light: intensities scaled by 0.7 / 0.5 / 0.3."""
+    return img * (0.7, 0.5, 0.3)[s]
+
+
+def contrast(img: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
+    """Flat light: deviations from the image mean scaled by 0.6 / 0.4 / 0.2."""
+    mean = img.mean(axis=(0, 1), keepdims=True)
+    return mean + (img - mean) * (0.6, 0.4, 0.2)[s]
+
+
+def haze(img: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
+    """Fog: I = J t + A (1 - t) with airlight A = 230 and a smooth random transmission t around 0.8 / 0.6 / 0.4."""
+    h, w = img.shape[:2]
+    field = cv2.resize(rng.uniform(-0.1, 0.1, (4, 4)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    t = np.clip((0.8, 0.6, 0.4)[s] + field, 0.05, 1.0)[:, :, None]
+    return img * t + 230 * (1 - t)
+
+
+CORRUPTIONS: dict[str, Corruption] = {
+    "gaussian_noise": gaussian_noise, "defocus_blur": defocus_blur, "motion_blur": motion_blur, "jpeg": jpeg,
+    "brightness": brightness, "contrast": contrast, "haze": haze,
+}
+
+
+def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarray:
+    """`images` uint8 [N, C, H, W] (RGB or grey) under corruption `name` at `severity` (0..2), as uint8 [N, C, H, W]."""
+    rng = np.random.default_rng(seed)
+    fn = CORRUPTIONS[name]
+    out = [np.clip(np.rint(fn(img.transpose(1, 2, 0), severity, rng)), 0, 255).astype(np.uint8) for img in images]
+    return np.stack(out).transpose(0, 3, 1, 2)

@@ -1,0 +1,51 @@
+"""The audit as a cached stage: RUN/audit/audit.json, reused while the audit config, classifier and detector are unchanged."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from common.robustness import line
+from trainer.audit.report import write_report
+from trainer.audit.runner import audit
+from trainer.audit.target import load_target
+from trainer.experiments.grid import cached_json
+
+
+def audit_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "audit"
+
+
+def audit_run(ctx, progress: bool = True) -> dict:
+    """Audit the run of `ctx` (or load the cached result), write its figures and report.md under RUN/audit/."""
+    cfg = ctx.cfg.audit
+    t = load_target(ctx, cfg.images)
+    stamp = {"audit": cfg.model_dump(mode="json"), "detector": t.detector, "classifier_sha256": t.classifier_sha256,
+             "detector_sha256": t.detector_sha256}
+    result = cached_json(audit_dir(ctx.run_dir) / "audit.json", stamp, lambda: {**audit(cfg, t, progress), "headline_eps": cfg.headline})
+    write_report(result, audit_dir(ctx.run_dir))
+    return result
+
+
+def run_audit_stage(ctx) -> None:
+    """`trainer fit`'s last stage (rank 0, when audit.enabled): audit the deployed detector and print the worst case."""
+    if not ctx.is_main or not ctx.cfg.audit.enabled:
+        return
+    if (ctx.cfg.audit.detector or ctx.cfg.deploy) is None:
+        print("audit: skipped (no `deploy` detector)")
+        return
+    result = audit_run(ctx)
+    print(f"audit: {line(robustness(result))} -> {audit_dir(ctx.run_dir) / 'report.md'}")
+
+
+def robustness(result: dict) -> dict:
+    """The summary `export` ships under the metadata key `robustness` (fields: common/robustness.py)."""
+    eps = result["headline_eps"]
+    worst = {w["eps"]: w for w in result["worst_case"]}
+    benign = [r["fpr"] for r in result["corruptions"] if r["severity"] > 0]
+    summary = {"eps": eps, "norm": result["norm"], "images": result["correct"],
+               "attacks": sorted({r["attack"] for r in result["attacks"] if r["threat"] != "patch"}),
+               "worst_case_undetected": worst[eps]["undetected"] if eps in worst else None,
+               "clean_fpr": result["clean_fpr"], "benign_fpr_max": max(benign, default=None),
+               "detector_sha256": result["stamp"]["detector_sha256"]}
+    if None in worst:
+        summary["patch_undetected"] = worst[None]["undetected"]
+    return summary
