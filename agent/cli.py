@@ -18,6 +18,7 @@ from agent.model import Detector, verify_model
 from agent.preflight import preflight
 from agent.scoring import LabelledScore
 from common.config import ConfigError
+from common.robustness import describe as describe_robustness
 
 log = logging.getLogger("agent")
 
@@ -129,6 +130,7 @@ def check(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Opt
         f"           {info.metadata.get('dataset', '?')}, {len(info.class_names)} classes, "
         f"input {info.width}x{info.height}x{info.channels} {info.color_order}, "
         f"resize {info.metadata['resize_interpolation']}",
+        f"robustness: {describe_robustness(info.metadata)}",
         f"inference: {detector.provider}, one session for {len(cameras)} camera(s): each batch takes the newest "
         f"frame of {lives} live camera(s)" + (f" and up to {cfg.inference.batch_size} file frames"
                                               if lives < len(cameras) else "")

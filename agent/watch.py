@@ -35,6 +35,7 @@ from agent.sinks.jsonl import JsonlSink
 from agent.sinks.mqtt import MqttSink
 from agent.sinks.stdout import StdoutSink
 from agent.systemd import Notifier, writable_model_files
+from common.robustness import describe as describe_robustness
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,7 @@ class Watch:
                  self.info.sha256[:12], self.info.width, self.info.height, self.info.channels,
                  self.detector.provider, self.threshold,
                  "config" if cfg.alerts.threshold is not None else "model metadata")
+        log.info("robustness: %s", describe_robustness(self.info.metadata))
         for c in self.cameras:
             log.info("camera %s: %s opened (%s)", c.name, c.spec,
                      "live: newest frame only" if c.spec.live else "every frame in order")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import onnx
 
 from common.contract import FORMAT, ContractError, check_metadata
+from common.robustness import KEY as ROBUSTNESS
 from export.errors import ExportError
 
 if TYPE_CHECKING:  # only for the annotation: this module must not import torch
@@ -57,6 +58,8 @@ def build(run: Run, precision: str) -> dict[str, str]:
         }
     except (KeyError, TypeError, ValueError) as exc:
         raise ExportError(f"run {run.dir}: checkpoint lacks a metadata field ({type(exc).__name__}: {exc})") from None
+    if run.robustness is not None:  # optional: a model without an audit says so wherever it is read (common/robustness.py)
+        meta[ROBUSTNESS] = json.dumps(run.robustness)
     check(meta)
     return meta
 

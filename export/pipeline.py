@@ -13,6 +13,7 @@ import numpy as np
 
 from common.contract import PRECISIONS
 from common.manifest import manifest_path, write_manifest
+from common.robustness import describe as describe_robustness
 from export import metadata
 from export.compare import Tolerances, compare, reference_scores, to_frames
 from export.errors import ExportError
@@ -41,7 +42,7 @@ def export_onnx(run_dir: str | Path, detector: str | None = None, out: str | Pat
     meta = metadata.build(run, precision)  # before the slow part: a checkpoint lacking a field fails now
     out = Path(out) if out is not None else default_out(run_dir, run.detector_name, precision)
     report = [f"run {run.dir}, detector {run.detector_name} at AD({run.detector_ckpt['point']}), "
-              f"input {'x'.join(map(str, run.input_shape))}"]
+              f"input {'x'.join(map(str, run.input_shape))}", f"robustness: {describe_robustness(meta)}"]
 
     fp32 = to_onnx(FusedGraph(run.model), run.input_shape, ["probs", "p_adv"])
     reference = reference_scores(run)

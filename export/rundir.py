@@ -16,6 +16,7 @@ import torch
 from common.config import ConfigError, load_config
 from export.errors import ExportError
 from trainer import checkpoint
+from trainer.audit.summary import shipped_robustness
 from trainer.config import Config
 from trainer.models.build import load_detected_classifier
 from trainer.models.detector import DetectedClassifier
@@ -47,6 +48,7 @@ class Run:
     classifier_sha256: str
     detector_sha256: str
     images: EvalImages
+    robustness: dict | None  # the summary of RUN/audit/ if it audited exactly these checkpoints
 
 
 def detector_names(run_dir: Path) -> list[str]:
@@ -115,8 +117,9 @@ def load_run(run_dir: str | Path, detector: str | None = None) -> Run:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ExportError(f"cannot build the model of {run_dir} / {name}: {type(exc).__name__}: {first}") from None
     images = _load_images(det_dir / "eval.pt", shape, det_ckpt.get("adversary") or {})
-    return Run(run_dir, name, model, cls_ckpt, det_ckpt, shape,
-               checkpoint.sha256(run_dir / "classifier.pt"), checkpoint.sha256(det_dir / "detector.pt"), images)
+    cls_sha, det_sha = checkpoint.sha256(run_dir / "classifier.pt"), checkpoint.sha256(det_dir / "detector.pt")
+    return Run(run_dir, name, model, cls_ckpt, det_ckpt, shape, cls_sha, det_sha, images,
+               shipped_robustness(run_dir, cls_sha, det_sha))
 
 
 def _load_images(path: Path, shape: tuple[int, int, int], adversary: dict) -> EvalImages:

@@ -23,12 +23,15 @@ def test_train_export_stream_watch(tmp_path):
              "init_from": "static", "epochs": 1, **detector},
         ]),
         "deploy=dynamic",
+        # The demo config's audit stage at a seconds-long size (tests/audit covers what it measures).
+        "audit.images=24", "audit.steps=2", "audit.restarts=1", "audit.tpr_eps={linf: [32]}", "audit.footage=[]",
     ]
     run("trainer", "fit", "--config", "configs/demo.yaml", *[a for o in overrides for a in ("--set", o)])
     assert (run_dir / "detectors" / "dynamic" / "detector.pt").is_file()
 
     model = tmp_path / "model.onnx"
-    run("export", "onnx", "--run", str(run_dir), "--out", str(model))
+    exported = run("export", "onnx", "--run", str(run_dir), "--out", str(model))
+    assert "robustness: worst-case undetected error" in exported.stdout  # the audit of `trainer fit` ships
     run("export", "verify", str(model))
 
     stream = tmp_path / "stream"

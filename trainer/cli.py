@@ -61,7 +61,8 @@ def audit(
     RUN/audit/audit.json, security_curve.png, tpr_by_size.png and report.md; an unchanged rerun
     does no work. `python -m export onnx` then ships the summary in the model's metadata.
     """
-    from trainer.audit import audit_dir, audit_run, robustness
+    from trainer.audit.stage import audit_run
+    from trainer.audit.summary import audit_dir, robustness
     from trainer.audit.target import audited_detector
     from trainer.checkpoint import CheckpointError
     from trainer.config import Config

@@ -73,7 +73,7 @@ def open_run(cfg: Config) -> RunContext:
 
 
 def _later_stages(ctx: RunContext) -> None:
-    from trainer.audit import run_audit_stage
+    from trainer.audit.stage import run_audit_stage
     from trainer.detect import run_detector_stage
     from trainer.experiments import run_experiments
 

@@ -91,6 +91,7 @@ def test_check_describes_the_plan(model_path, sequence, tmp_path):
     out = result.stdout
     assert "CPUExecutionProvider" in out and "128x96" in out and "12 frames" in out
     assert "p_adv > 0.7000 (config)" in out and "camera:    front" in out
+    assert "robustness: not audited" in out  # the fixture model ships no audit
     assert not (tmp_path / "alerts.jsonl").exists(), "check does not run the watch"
 
 

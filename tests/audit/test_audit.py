@@ -4,7 +4,9 @@ import json
 import pytest
 from detect.tiny_run import TRAIN, make_ctx
 
-from trainer.audit import audit_run, robustness, runner
+from trainer.audit import runner
+from trainer.audit.stage import audit_run
+from trainer.audit.summary import robustness
 from trainer.audit.target import load_target
 from trainer.detect import run_detector_stage
 

@@ -5,6 +5,3 @@ each image's worst case over all of them, an eps sweep, TPR against perturbation
 false alarms under benign corruptions and on real footage. `trainer audit` and the last stage
 of `trainer fit` run it; `export` ships its summary in the model's metadata.
 """
-from trainer.audit.stage import audit_dir, audit_run, robustness, run_audit_stage
-
-__all__ = ["audit_dir", "audit_run", "robustness", "run_audit_stage"]

@@ -12,6 +12,7 @@ before it is scored, as a camera would deliver it. Three threat models:
 """
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 import torch
@@ -58,7 +59,9 @@ def _attacks(cfg: AuditConfig, t: Target, x: torch.Tensor, y: torch.Tensor, prog
     rows = []
     for attack, eps in tqdm(runs, desc="audit attacks", unit="attack", disable=not progress):
         spec = cfg.attack_spec(attack, eps or cfg.eps[0], t.threshold)  # eps is dropped where not taken
+        began = time.perf_counter()
         adv = run_attack(spec, t.model.classifier, x, y, t.model.detector_logit, cfg.batch_size, progress=progress)
+        seconds = time.perf_counter() - began
         o = outcome(t.model, t.threshold, x, adv, y, cfg.norm, cfg.batch_size)
         kind = threat(attack.name)
         for e in cfg.eps if kind == "minimal" else [eps]:
@@ -67,7 +70,7 @@ def _attacks(cfg: AuditConfig, t: Target, x: torch.Tensor, y: torch.Tensor, prog
             rows.append({"attack": attack.name, "adaptive": needs_detector(attack.name), "threat": kind, "eps": e,
                          "params": spec.params(), "fooled": rate(fooled), "tpr": rate(o.flagged, among=fooled),
                          "undetected": rate(wins), "median_size": o.size.median().item() if len(x) else None,
-                         "wins": _ids(wins), "fooled_images": _ids(fooled)})
+                         "seconds": seconds, "wins": _ids(wins), "fooled_images": _ids(fooled)})
     return rows
 
 

@@ -1,17 +1,12 @@
 """The audit as a cached stage: RUN/audit/audit.json, reused while the audit config, classifier and detector are unchanged."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from common.robustness import line
 from trainer.audit.report import write_report
 from trainer.audit.runner import audit
+from trainer.audit.summary import audit_dir, robustness
 from trainer.audit.target import load_target
 from trainer.experiments.grid import cached_json
-
-
-def audit_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "audit"
 
 
 def audit_run(ctx, progress: bool = True) -> dict:
@@ -34,18 +29,3 @@ def run_audit_stage(ctx) -> None:
         return
     result = audit_run(ctx)
     print(f"audit: {line(robustness(result))} -> {audit_dir(ctx.run_dir) / 'report.md'}")
-
-
-def robustness(result: dict) -> dict:
-    """The summary `export` ships under the metadata key `robustness` (fields: common/robustness.py)."""
-    eps = result["headline_eps"]
-    worst = {w["eps"]: w for w in result["worst_case"]}
-    benign = [r["fpr"] for r in result["corruptions"] if r["severity"] > 0]
-    summary = {"eps": eps, "norm": result["norm"], "images": result["correct"],
-               "attacks": sorted({r["attack"] for r in result["attacks"] if r["threat"] != "patch"}),
-               "worst_case_undetected": worst[eps]["undetected"] if eps in worst else None,
-               "clean_fpr": result["clean_fpr"], "benign_fpr_max": max(benign, default=None),
-               "detector_sha256": result["stamp"]["detector_sha256"]}
-    if None in worst:
-        summary["patch_undetected"] = worst[None]["undetected"]
-    return summary
