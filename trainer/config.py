@@ -224,6 +224,9 @@ AUDIT_ATTACKS = [
     AuditAttack(name="iterative_linf", params={"steps": 10, "alpha": 1.0}),
     AuditAttack(name="deepfool_linf", params={"max_iter": 50}),
     AuditAttack(name="adaptive"),
+    AuditAttack(name="selective_pgd"),
+    AuditAttack(name="orthogonal_pgd"),
+    AuditAttack(name="cw_detector_logit"),
 ]
 
 

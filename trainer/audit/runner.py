@@ -65,8 +65,7 @@ def _attacks(cfg: AuditConfig, t: Target, x: torch.Tensor, y: torch.Tensor, prog
         o = outcome(t.model, t.threshold, x, adv, y, cfg.norm, cfg.batch_size)
         kind = threat(attack.name)
         for e in cfg.eps if kind == "minimal" else [eps]:
-            fooled = o.misclassified if e is None else o.misclassified & (o.size <= e * (1 + 1e-5))
-            wins = o.undetected(e)
+            fooled, wins = o.fooled(e), o.undetected(e)
             rows.append({"attack": attack.name, "adaptive": needs_detector(attack.name), "threat": kind, "eps": e,
                          "params": spec.params(), "fooled": rate(fooled), "tpr": rate(o.flagged, among=fooled),
                          "undetected": rate(wins), "median_size": o.size.median().item() if len(x) else None,

@@ -17,11 +17,14 @@ class Outcome:
     flagged: torch.Tensor  # bool: p_adv >= threshold
     size: torch.Tensor  # float: perturbation size in the audit's norm, before rounding (what the attacker chose)
 
-    def undetected(self, eps: float | None = None) -> torch.Tensor:
-        """Misclassified AND not flagged AND (for a budget `eps`) within it: the attacker's win, per image."""
-        win = self.misclassified & ~self.flagged
+    def fooled(self, eps: float | None = None) -> torch.Tensor:
+        """Misclassified and (for a budget `eps`) within it, per image."""
         # Relative slack for the float error of projections; rounding is the camera's doing, not the attacker's.
-        return win if eps is None else win & (self.size <= eps * (1 + 1e-5))
+        return self.misclassified if eps is None else self.misclassified & (self.size <= eps * (1 + 1e-5))
+
+    def undetected(self, eps: float | None = None) -> torch.Tensor:
+        """Fooled (within `eps`) AND not flagged: the attacker's win, per image."""
+        return self.fooled(eps) & ~self.flagged
 
 
 def quantise(images: torch.Tensor) -> torch.Tensor:
