@@ -113,6 +113,18 @@ def rows(model: nn.Module) -> list[tuple[str, str, Callable, int]]:
         ("deepfool linf (overshoot 0.02, 50 it.)", "this project", ours("deepfool_linf"), 5),
         ("deepfool linf (overshoot 0.02, 50 it.)", "foolbox LinfDeepFool",
          foolbox(fb.attacks.LinfDeepFoolAttack(steps=50, candidates=CLASSES, overshoot=0.02), None), 3),
+        ("pgd linf eps=4 (a=0.25, 40 steps, random start)", "this project", ours("pgd", eps=4, alpha=0.25, steps=40,
+                                                                                  restarts=1), 5),
+        ("pgd linf eps=4 (a=0.25, 40 steps, random start)", "torchattacks PGD",
+         torchattacks(ta.PGD(unit, eps=4 / 255, alpha=0.25 / 255, steps=40, random_start=True)), 5),
+        ("pgd linf eps=4 (a=0.25, 40 steps, random start)", "foolbox LinfPGD",
+         foolbox(fb.attacks.LinfPGD(abs_stepsize=0.25, steps=40, random_start=True), 4), 5),
+        # Ours measures distance in [0, 1] pixel units (the paper's c); foolbox in the model's 0..255.
+        ("C&W l2 (5 x 100 Adam steps, lr 0.01, c0 0.01)", "this project",
+         ours("carlini_wagner_l2", steps=100, binary_steps=5, c=0.01, lr=0.01), 3),
+        ("C&W l2 (5 x 100 Adam steps, lr 0.01, c0 0.01)", "foolbox L2CarliniWagner",
+         foolbox(fb.attacks.L2CarliniWagnerAttack(binary_search_steps=5, steps=100, stepsize=0.01,
+                                                  initial_const=0.01 * 255**2, abort_early=False), None), 3),
     ]
 
 
