@@ -87,9 +87,15 @@ def watch(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Opt
     lines = [f"summary: {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.0f} fps), "
              f"{summary.alerts} alert(s), {summary.reconnects} reconnect(s), {summary.dropped} dropped, "
              f"{summary.unhealthy} not scored, threshold {runner.threshold:.4f}, provider {summary.provider}"]
+    if runner.familiarity_threshold is not None:
+        scored = sum(s.scored for s in summary.cameras.values())
+        lines.append(f"unfamiliar scenes: {summary.unfamiliar}/{scored} scored frames"
+                     + (f" = {summary.unfamiliar / scored:.1%}" if scored else "")
+                     + " (not judged for alerts: p_adv means nothing on them)")
     if len(summary.cameras) > 1:
         lines += [f"  {name}: {s.frames} frames, {s.alerts} alert(s), {s.reconnects} reconnect(s), "
-                  f"{s.dropped} dropped, {s.unhealthy} not scored" for name, s in summary.cameras.items()]
+                  f"{s.dropped} dropped, {s.unhealthy} not scored, {s.unfamiliar} unfamiliar"
+                  for name, s in summary.cameras.items()]
     lines += [f"INCOMPLETE: {why}" for why in summary.ended_early]
     typer.echo("\n".join(lines + (score.lines() if score else [])), err=True)
     if summary.ended_early:
@@ -145,6 +151,9 @@ def check(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Opt
         f"alerts:    p_adv > {threshold:.4f} ({'config' if a.threshold is not None else 'model metadata'}) "
         f"in {a.k} of {a.n} frames, clear after {a.clear_after} below, cooldown {a.cooldown_frames} frames; "
         f"snapshots in {a.snapshot_dir}",
+        "familiarity: " + (f"frames scoring above {info.familiarity_threshold:.4g} raise scene_unfamiliar "
+                           "instead of being judged" if info.familiarity_threshold is not None
+                           else "none in this model (every frame is judged)"),
         f"sinks:     {', '.join(sinks) or 'none'}; output paths writable",
         f"metrics:   " + (f"http://{cfg.metrics.address}:{cfg.metrics.port}/metrics" if cfg.metrics.port else "off"),
     ] + ([f"mqtt:      {broker}"] if broker else [])

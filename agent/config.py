@@ -104,7 +104,9 @@ class InferenceConfig(Schema):
     # cameras' next frames (nvstreammux's batched-push-timeout); 0: run with what is there.
     batch_timeout_ms: float = Field(20.0, ge=0)
     warmup_runs: int = Field(3, ge=0)
-    trt_cache_dir: Path = Path("trt-cache")
+    # TensorRT engine cache, outside the agent's writable state; engines live in a subfolder per
+    # model sha256, GPU name and TensorRT version, so none is ever used for another of them.
+    trt_cache_dir: Path = Path("/var/cache/adversary-detector/trt")
 
 
 class HealthConfig(Schema):

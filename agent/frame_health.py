@@ -19,15 +19,37 @@ Verdict = Literal["frozen", "black", "saturated", "undecodable"] | None
 _THUMB = (64, 48)
 
 
+class Hysteresis:
+    """A state that turns on after `on_after` bad frames in a row and off after `off_after` good ones."""
+
+    def __init__(self, on_after: int, off_after: int) -> None:
+        self.on_after, self.off_after = on_after, off_after
+        self._bad = 0
+        self._good = 0
+        self.reason: str | None = None  # why it is on; None while off
+
+    def update(self, reason: str | None) -> Literal["on", "off"] | None:
+        """Feed one frame (`reason` None: a good frame); return the change of state, if any."""
+        if reason is not None:
+            self._bad, self._good = self._bad + 1, 0
+            if self.reason is None and self._bad >= self.on_after:
+                self.reason = reason
+                return "on"
+            return None
+        self._good, self._bad = self._good + 1, 0
+        if self.reason is not None and self._good >= self.off_after:
+            self.reason = None
+            return "off"
+        return None
+
+
 class FrameHealth:
-    """Per-camera frame checks and the degraded/recovered state."""
+    """Per-camera frame checks; `state` says whether (and why) the camera is degraded."""
 
     def __init__(self, cfg: HealthConfig) -> None:
         self.cfg = cfg
         self._previous: np.ndarray | None = None
-        self._bad = 0
-        self._good = 0
-        self.degraded: str | None = None  # the reason while degraded
+        self.state = Hysteresis(cfg.degrade_after, cfg.recover_after)
 
     def judge(self, image: np.ndarray | None) -> Verdict:
         """Why `image` must not be scored, or None when it can be."""
@@ -47,18 +69,4 @@ class FrameHealth:
         # Last: a black or saturated camera also repeats its frame, and that is the better reason.
         if previous is not None and previous.shape == image.shape and np.array_equal(previous, image):
             return "frozen"
-        return None
-
-    def update(self, verdict: Verdict) -> Literal["degraded", "recovered"] | None:
-        """Feed one frame's verdict; return a state change of the camera, if any."""
-        if verdict is not None:
-            self._bad, self._good = self._bad + 1, 0
-            if self.degraded is None and self._bad >= self.cfg.degrade_after:
-                self.degraded = verdict
-                return "degraded"
-            return None
-        self._good, self._bad = self._good + 1, 0
-        if self.degraded is not None and self._good >= self.cfg.recover_after:
-            self.degraded = None
-            return "recovered"
         return None

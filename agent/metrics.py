@@ -31,6 +31,8 @@ class Metrics:
         self.p_adv = Gauge("agent_p_adv", "p_adv of the latest frame", cam, registry=r)
         self.degraded = Gauge("agent_camera_degraded", "1 while the camera gives no usable frames "
                               "(lost, frozen, black, saturated, undecodable)", cam, registry=r)
+        self.unfamiliar_share = Gauge("agent_unfamiliar_share", "Share of the scored frames unlike the model's "
+                                      "training data (not judged for alerts)", cam, registry=r)
         self.unhealthy = Counter("agent_unhealthy_frames", "Frames not scored, by reason", ["camera", "reason"],
                                  registry=r)
         self.provider = Gauge("agent_inference_provider", "ONNX Runtime execution provider in use (1)",

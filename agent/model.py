@@ -5,9 +5,11 @@ from the trainer is needed, so any model the export produces can be watched with
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import logging
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +51,7 @@ class ModelInfo:
     color_order: str
     interpolation: int
     threshold: float
+    familiarity_threshold: float | None  # None: the model has no familiarity score
 
 
 def _parse_metadata(meta: dict[str, str], where: str) -> dict:
@@ -60,7 +63,8 @@ def _parse_metadata(meta: dict[str, str], where: str) -> dict:
     return {"class_names": [str(n) for n in json.loads(meta["class_names"])],
             "height": int(meta["input_height"]), "width": int(meta["input_width"]),
             "channels": int(meta["input_channels"]), "color_order": meta["color_order"],
-            "interpolation": INTERPOLATIONS[meta["resize_interpolation"]], "threshold": float(meta["threshold"])}
+            "interpolation": INTERPOLATIONS[meta["resize_interpolation"]], "threshold": float(meta["threshold"]),
+            "familiarity_threshold": float(json.loads(meta["familiarity"])["threshold"]) if "familiarity" in meta else None}
 
 
 def verify_model(path: str | Path, pinned_sha256: str | None = None) -> ModelInfo:
@@ -93,9 +97,37 @@ def _session_options(cfg: InferenceConfig) -> ort.SessionOptions:
     return opts
 
 
+def gpu_name() -> str:
+    """The first NVIDIA GPU's model name as the driver reports it (no CUDA call), or "unknown-gpu"."""
+    for info_file in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
+        for line in info_file.read_text(errors="replace").splitlines():
+            if line.startswith("Model:"):
+                return line.split(":", 1)[1].strip()
+    return "unknown-gpu"
+
+
+def tensorrt_version() -> str:
+    """Version of the TensorRT library ONNX Runtime will load (libnvinfer), or "unknown-trt"."""
+    for lib in ("libnvinfer.so", "libnvinfer.so.10", "libnvinfer.so.8"):
+        try:
+            version = ctypes.CDLL(lib).getInferLibVersion()
+        except (OSError, AttributeError):
+            continue
+        major, minor, patch = (version // 1000, version // 100 % 10, version % 100) if version < 100000 else \
+            (version // 10000, version // 100 % 100, version % 100)  # TensorRT 10 packs two digits per part
+        return f"{major}.{minor}.{patch}"
+    return "unknown-trt"
+
+
+def trt_cache_dir(cfg: InferenceConfig, info: ModelInfo) -> Path:
+    """Engine cache of this model on this GPU with this TensorRT: an engine is only valid for all three."""
+    key = f"{info.sha256[:16]}-{gpu_name()}-trt{tensorrt_version()}"
+    return Path(cfg.trt_cache_dir) / re.sub(r"[^A-Za-z0-9_.-]+", "_", key)
+
+
 def _provider_options(name: str, cfg: InferenceConfig, info: ModelInfo) -> dict:
     if name == "TensorrtExecutionProvider":
-        return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cfg.trt_cache_dir),
+        return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(trt_cache_dir(cfg, info)),
                 "trt_fp16_enable": info.metadata.get("precision") == "fp16"}
     return {}
 
@@ -121,7 +153,7 @@ def create_session(info: ModelInfo, cfg: InferenceConfig) -> ort.InferenceSessio
         if name != "CPUExecutionProvider":
             providers.append(("CPUExecutionProvider", {}))
         if name == "TensorrtExecutionProvider":
-            cfg.trt_cache_dir.mkdir(parents=True, exist_ok=True)
+            Path(providers[0][1]["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
         opts = _session_options(cfg)
         # Weights in external files are not covered by the manifest's hash: pointing ORT at a
         # folder that cannot exist makes such a model fail to load instead of trusting them.
@@ -156,6 +188,8 @@ def _check_graph(session: ort.InferenceSession, info: ModelInfo) -> None:
         raise ModelError(f"model {info.path}: graph needs a uint8 input 'frames' [N,H,W,C]")
     if not {"probs", "p_adv"} <= outputs:
         raise ModelError(f"model {info.path}: graph needs outputs 'probs' and 'p_adv', has {sorted(outputs)}")
+    if info.familiarity_threshold is not None and "unfamiliarity" not in outputs:
+        raise ModelError(f"model {info.path}: metadata has 'familiarity' but the graph has no 'unfamiliarity' output")
     embedded = session.get_modelmeta().custom_metadata_map
     differing = sorted(k for k in info.metadata if embedded.get(k) != info.metadata[k])
     if differing:
@@ -169,15 +203,17 @@ class Detector:
         self.info = info
         self.session = create_session(info, cfg)
         self.provider = self.session.get_providers()[0]
+        self._outputs = ["probs", "p_adv"] + (["unfamiliarity"] if info.familiarity_threshold is not None else [])
 
     def prepare(self, frame: np.ndarray) -> np.ndarray:
         """Resize one BGR (or grey) frame to the model's input as uint8 HxWxC, no lossy step."""
         return model_input(frame, self.info.height, self.info.width, self.info.channels, self.info.interpolation)
 
-    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Run a uint8 [N,H,W,C] batch; return (probs [N,K], p_adv [N])."""
-        probs, p_adv = self.session.run(["probs", "p_adv"], {"frames": batch})
-        return probs, p_adv.reshape(-1)
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Run a uint8 [N,H,W,C] batch; return (probs [N,K], p_adv [N], unfamiliarity [N] or None)."""
+        outputs = self.session.run(self._outputs, {"frames": batch})
+        unfamiliarity = outputs[2].reshape(-1) if len(outputs) == 3 else None
+        return outputs[0], outputs[1].reshape(-1), unfamiliarity
 
     def warmup(self, runs: int, batch_sizes: tuple[int, ...] = (1,)) -> None:
         """Run the graph on black frames so the first real frame does not pay for allocation."""

@@ -26,7 +26,7 @@ from agent.capture import Frame, Source
 from agent.config import AgentConfig
 from agent.debounce import Debouncer
 from agent.errors import AgentError, SourceError
-from agent.frame_health import FrameHealth
+from agent.frame_health import FrameHealth, Hysteresis
 from agent.metrics import Metrics
 from agent.model import Detector, verify_model
 from agent.scoring import LabelledScore
@@ -48,6 +48,8 @@ class CameraStats:
 
     frames: int = 0  # taken from the camera, scored or not
     unhealthy: int = 0  # not scored: frozen, black, saturated, undecodable
+    scored: int = 0  # run through the model
+    unfamiliar: int = 0  # of those, unlike the training data: not judged for alerts
     alerts: int = 0
     reconnects: int = 0
     dropped: int = 0
@@ -63,6 +65,7 @@ class Summary:
     reconnects: int = 0
     dropped: int = 0
     unhealthy: int = 0
+    unfamiliar: int = 0
     provider: str = ""
     ended_early: list[str] = field(default_factory=list)  # files that ended before their last frame, and why
     cameras: dict[str, CameraStats] = field(default_factory=dict)
@@ -109,6 +112,7 @@ class CameraState:
         a = cfg.alerts
         self.debouncer = Debouncer(a.k, a.n, a.clear_after, a.cooldown_frames)
         self.health = FrameHealth(cfg.health)
+        self.scene = Hysteresis(cfg.health.degrade_after, cfg.health.recover_after)  # unfamiliar scene or not
         self.stats = CameraStats()
         self.lost = False  # disconnected and reconnecting, or ended with an error
 
@@ -154,6 +158,7 @@ class Watch:
                         "read-only as the unit file shows", ", ".join(map(str, writable)))
         self.detector = Detector(self.info, cfg.inference)
         self.threshold = cfg.alerts.threshold if cfg.alerts.threshold is not None else self.info.threshold
+        self.familiarity_threshold = self.info.familiarity_threshold
         # Opened side by side: a vehicle's cameras start together, and a slow one must not add up.
         with ThreadPoolExecutor(len(cameras)) as pool:
             opened = [pool.submit(_open, camera, cfg, self.stop) for camera in cameras]
@@ -259,7 +264,7 @@ class Watch:
             camera = by_feed[feed]
             camera.stats.frames += 1
             verdict = camera.health.judge(frame.image)
-            self._health_transition(camera, camera.health.update(verdict), frame.captured_at)
+            self._health_transition(camera, camera.health.state.update(verdict), frame.captured_at)
             if verdict is None:
                 scored.append((camera, frame))
             else:
@@ -275,14 +280,17 @@ class Watch:
         for i, (_, frame) in enumerate(scored):
             inputs[i] = self.detector.prepare(frame.image)
         t1 = time.perf_counter()
-        probs, p_adv = self.detector.infer(inputs)
+        probs, p_adv, unfamiliarity = self.detector.infer(inputs)
         t2 = time.perf_counter()
         prep_ms = (t1 - t0) * 1e3 / len(scored)
         infer_ms = (t2 - t1) * 1e3 / len(scored)
         self.metrics.batch_size.observe(len(scored))
         for i, (camera, frame) in enumerate(scored):
             a0 = time.perf_counter()
-            self._decide(camera, frame, probs[i], float(p_adv[i]))
+            unfamiliar = unfamiliarity is not None and unfamiliarity[i] > self.familiarity_threshold
+            self._familiarity(camera, frame, unfamiliar, float(p_adv[i]))
+            if not unfamiliar:  # p_adv means nothing on a scene unlike the training data
+                self._decide(camera, frame, probs[i], float(p_adv[i]))
             a1 = time.perf_counter()
             latency_ms = (a1 - frame.perf_at) * 1e3
             self.metrics.inference_ms.observe(infer_ms)
@@ -297,12 +305,28 @@ class Watch:
                 t["alerting"].append((a1 - a0) * 1e3)
                 t["end_to_end"].append(latency_ms)
 
+    def _familiarity(self, camera: CameraState, frame: Frame, unfamiliar: bool, p_adv: float) -> None:
+        """Count an unfamiliar frame; report the camera's scene turning unfamiliar (and familiar again)."""
+        s = camera.stats
+        s.scored += 1
+        s.unfamiliar += unfamiliar
+        self.summary.unfamiliar += unfamiliar
+        self.metrics.unfamiliar_share.labels(camera.name).set(s.unfamiliar / s.scored)
+        change = camera.scene.update("unfamiliar" if unfamiliar else None)
+        if change is None:
+            return
+        kind = "scene_unfamiliar" if change == "on" else "scene_familiar"
+        log.warning("%s: %s at frame %d (p_adv %.3f is not judged on it)", camera.name, kind, frame.index, p_adv)
+        event = health_event(kind, camera.name, "familiarity score above the model's threshold" if change == "on"
+                             else "familiar again", frame.captured_at)
+        self.sinks.emit({**event, "frame_index": frame.index})
+
     def _health_transition(self, camera: CameraState, change: str | None, at: float, reason: str = "") -> None:
         """Publish a camera's move to or from the degraded state (event, metric, log)."""
         if change is None:
             return
-        reason = reason or camera.health.degraded or "recovered"
-        degraded = change == "degraded"
+        reason = reason or camera.health.state.reason or "recovered"
+        degraded = change == "on"
         self.metrics.degraded.labels(camera.name).set(1 if degraded else 0)
         if degraded:
             log.warning("camera %s degraded: %s", camera.name, reason)
@@ -348,9 +372,9 @@ class Watch:
             self.summary.dropped += dropped - s.dropped
             s.reconnects, s.dropped = reconnects, dropped
             lost = (not c.source.connected and not c.feed.done) or c.feed.error is not None
-            if lost != c.lost and c.health.degraded is None:
+            if lost != c.lost and c.health.state.reason is None:
                 c.lost = lost
-                self._health_transition(c, "degraded" if lost else "recovered", time.time(),
+                self._health_transition(c, "on" if lost else "off", time.time(),
                                         reason=(c.feed.error or "lost") if lost else "")
 
     def _maybe_report(self) -> None:
@@ -364,7 +388,8 @@ class Watch:
             fps = (c.stats.frames - self._stats_frames[c.name]) / elapsed
             self._stats_frames[c.name] = c.stats.frames
             self.metrics.fps.labels(c.name).set(fps)
-            state = "lost" if c.lost else (f"degraded ({c.health.degraded})" if c.health.degraded else "ok")
+            state = "lost" if c.lost else (f"degraded ({c.health.state.reason})" if c.health.state.reason else "ok")
+            state += ", scene unfamiliar" if c.scene.reason else ""
             parts.append(f"{c.name} {fps:.1f} fps {state}")
         s = self.summary
         line = (f"{s.frames} frames, {s.alerts} alerts, {s.reconnects} reconnects, {s.dropped} dropped, "

@@ -51,5 +51,10 @@ def check_metadata(meta: dict[str, str]) -> None:
         problems.append("thresholds is not a JSON list of {fpr, threshold}")
     if meta["precision"] not in PRECISIONS:
         problems.append(f"precision {meta['precision']!r} not one of {', '.join(PRECISIONS)}")
+    if "familiarity" in meta:  # optional: the graph then has an `unfamiliarity` output
+        try:
+            float(json.loads(meta["familiarity"])["threshold"])
+        except (ValueError, TypeError, KeyError):
+            problems.append("familiarity is not a JSON object with a numeric threshold")
     if problems:
         raise ContractError("bad metadata: " + "; ".join(problems))

@@ -33,16 +33,24 @@ class FramesToImages(nn.Module):
 
 
 class FusedGraph(nn.Module):
-    """Frames -> (class probabilities [N, K], p_adv [N]); the trunk up to the detector runs once."""
+    """Frames -> (class probabilities [N, K], p_adv [N][, unfamiliarity [N]]); the trunk up to the detector runs once.
 
-    def __init__(self, model: DetectedClassifier):
+    With a `familiarity` module (trainer.familiarity.Unfamiliarity) the graph also scores how
+    unlike the training images each frame is, on the same tap the detector reads.
+    """
+
+    def __init__(self, model: DetectedClassifier, familiarity: nn.Module | None = None):
         super().__init__()
         self.pre = FramesToImages(model.classifier.tap_channels[0])
         self.model = model
+        self.familiarity = familiarity
 
-    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, adv_logit = self.model(self.pre(frames))
-        return torch.softmax(logits, dim=1), torch.sigmoid(adv_logit)
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        m = self.model
+        h = m.classifier.tap(self.pre(frames), m.point)
+        logits, adv_logit = m.classifier.resume(h, m.point), m.detector(h)
+        out = (torch.softmax(logits, dim=1), torch.sigmoid(adv_logit))
+        return out + (self.familiarity(h),) if self.familiarity is not None else out
 
 
 def to_onnx(module: nn.Module, input_shape: tuple[int, int, int], output_names: list[str]) -> onnx.ModelProto:

@@ -56,6 +56,11 @@ def build(run: Run, precision: str) -> dict[str, str]:
             "package_version": package_version(),
             "precision": precision,
         }
+        if run.familiarity is not None:  # optional: runs from before familiarity scoring have none
+            f = run.familiarity
+            meta["familiarity"] = json.dumps({"score": f["score"], "point": int(f["point"]),
+                                              "threshold": float(f["threshold"]), "fpr": float(f["fpr"]),
+                                              "val_images": int(f["val_images"])})
     except (KeyError, TypeError, ValueError) as exc:
         raise ExportError(f"run {run.dir}: checkpoint lacks a metadata field ({type(exc).__name__}: {exc})") from None
     if run.robustness is not None:  # optional: a model without an audit says so wherever it is read (common/robustness.py)

@@ -21,6 +21,7 @@ from export.graph import FusedGraph, to_onnx
 from export.rundir import load_run
 from export.variants import convert
 from export.verify import check_file, open_session
+from trainer.familiarity import Unfamiliarity
 
 
 def default_out(run_dir: str | Path, detector: str, precision: str) -> Path:
@@ -44,7 +45,12 @@ def export_onnx(run_dir: str | Path, detector: str | None = None, out: str | Pat
     report = [f"run {run.dir}, detector {run.detector_name} at AD({run.detector_ckpt['point']}), "
               f"input {'x'.join(map(str, run.input_shape))}", f"robustness: {describe_robustness(meta)}"]
 
-    fp32 = to_onnx(FusedGraph(run.model), run.input_shape, ["probs", "p_adv"])
+    familiarity, outputs = None, ["probs", "p_adv"]
+    if run.familiarity is not None:
+        familiarity, outputs = Unfamiliarity(run.familiarity["means"], run.familiarity["precision"]), outputs + ["unfamiliarity"]
+        report.append(f"familiarity: Mahalanobis score at AD({run.familiarity['point']}), threshold "
+                      f"{run.familiarity['threshold']:.4g} ({run.familiarity['fpr']:.0%} of clean validation images above)")
+    fp32 = to_onnx(FusedGraph(run.model, familiarity), run.input_shape, outputs)
     reference = reference_scores(run)
     model = fp32
     if precision != "fp32":

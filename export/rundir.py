@@ -49,6 +49,7 @@ class Run:
     detector_sha256: str
     images: EvalImages
     robustness: dict | None  # the summary of RUN/audit/ if it audited exactly these checkpoints
+    familiarity: dict | None = None  # familiarity.pt of the detector (trainer.familiarity), when the run has it
 
 
 def detector_names(run_dir: Path) -> list[str]:
@@ -119,7 +120,21 @@ def load_run(run_dir: str | Path, detector: str | None = None) -> Run:
     images = _load_images(det_dir / "eval.pt", shape, det_ckpt.get("adversary") or {})
     cls_sha, det_sha = checkpoint.sha256(run_dir / "classifier.pt"), checkpoint.sha256(det_dir / "detector.pt")
     return Run(run_dir, name, model, cls_ckpt, det_ckpt, shape, cls_sha, det_sha, images,
-               shipped_robustness(run_dir, cls_sha, det_sha))
+               shipped_robustness(run_dir, cls_sha, det_sha),
+               _load_familiarity(det_dir / "familiarity.pt", cls_sha, int(det_ckpt["point"])))
+
+
+def _load_familiarity(path: Path, classifier_sha: str, point: int) -> dict | None:
+    """The detector's familiarity statistics, None for runs made before them; stale ones are an error."""
+    if not path.is_file():
+        return None
+    try:
+        fam = checkpoint.load(path)
+    except checkpoint.CheckpointError as exc:
+        raise ExportError(str(exc)) from None
+    if fam.get("classifier_sha256") != classifier_sha or fam.get("point") != point:
+        raise ExportError(f"{path} was fitted for another classifier or tap: run `trainer fit` again to refit it")
+    return fam
 
 
 def _load_images(path: Path, shape: tuple[int, int, int], adversary: dict) -> EvalImages:

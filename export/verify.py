@@ -43,14 +43,16 @@ def check_signature(model: onnx.ModelProto, meta: dict[str, str]) -> None:
     """The graph's inputs and outputs are exactly the contract's, with the metadata's sizes."""
     inputs = {v.name: v for v in model.graph.input}
     outputs = {v.name: v for v in model.graph.output}
-    if set(inputs) != {"frames"} or set(outputs) != {"probs", "p_adv"}:
+    expected = {"probs", "p_adv"} | ({"unfamiliarity"} if "familiarity" in meta else set())
+    if set(inputs) != {"frames"} or set(outputs) != expected:
         raise ExportError(f"graph has inputs {sorted(inputs)} and outputs {sorted(outputs)}, "
-                          "expected frames -> probs, p_adv")
+                          f"expected frames -> {', '.join(sorted(expected))}")
     classes = len(json.loads(meta["class_names"]))
     want = {
         "frames": (onnx.TensorProto.UINT8, [int(meta["input_height"]), int(meta["input_width"]), int(meta["input_channels"])]),
         "probs": (onnx.TensorProto.FLOAT, [classes]),
         "p_adv": (onnx.TensorProto.FLOAT, []),
+        "unfamiliarity": (onnx.TensorProto.FLOAT, []),
     }
     for name, value in {**inputs, **outputs}.items():
         dtype, rest = want[name]

@@ -59,8 +59,12 @@ def _const(name: str, value) -> onnx.TensorProto:
 
 def build_fixture_model(path: str | Path, *, height: int = 32, width: int = 32, channels: int = 3,
                         gain: float = 0.5, offset: float = 10.0, threshold: float = 0.5,
-                        class_names: list[str] = CLASS_NAMES) -> Path:
-    """The tiny noise-detecting model (see module docstring); returns `path`."""
+                        class_names: list[str] = CLASS_NAMES, familiarity_threshold: float | None = None) -> Path:
+    """The tiny noise-detecting model (see module docstring); returns `path`.
+
+    With `familiarity_threshold` it also has the optional `unfamiliarity` output: here the mean
+    pixel value, so bright frames count as unlike the training data.
+    """
     k = len(class_names)
     rng = np.random.default_rng(0)
     inits = [
@@ -86,15 +90,21 @@ def build_fixture_model(path: str | Path, *, height: int = 32, width: int = 32, 
         helper.make_node("Add", ["logits0", "b_cls"], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
     ]
+    outputs = [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", k]),
+               helper.make_tensor_value_info("p_adv", TensorProto.FLOAT, ["N"])]
+    metadata = base_metadata(height, width, channels, threshold, class_names)
+    if familiarity_threshold is not None:
+        nodes.append(helper.make_node("ReduceMean", ["x"], ["unfamiliarity"], axes=[1, 2, 3], keepdims=0))
+        outputs.append(helper.make_tensor_value_info("unfamiliarity", TensorProto.FLOAT, ["N"]))
+        metadata["familiarity"] = json.dumps({"score": "mean-brightness", "point": 0, "threshold": familiarity_threshold,
+                                              "fpr": 0.01, "val_images": 0})
     graph = helper.make_graph(
         nodes, "fixture",
         [helper.make_tensor_value_info("frames", TensorProto.UINT8, ["N", height, width, channels])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", k]),
-         helper.make_tensor_value_info("p_adv", TensorProto.FLOAT, ["N"])],
-        inits)
+        outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="agent-tests")
     model.ir_version = 8
-    return save_with_manifest(model, path, base_metadata(height, width, channels, threshold, class_names))
+    return save_with_manifest(model, path, metadata)
 
 
 def build_resnet32_model(path: str | Path, *, threshold: float = 0.5, class_names: list[str] = CLASS_NAMES,

@@ -78,7 +78,8 @@ def test_detector_prepares_and_scores(model_path):
     batch = np.stack([det.prepare(f) for f in frames])
     assert batch.shape == (4, 32, 32, 3) and batch.dtype == np.uint8
     np.testing.assert_array_equal(batch[0], cv2.resize(frames[0], (32, 32), interpolation=cv2.INTER_AREA))
-    probs, p_adv = det.infer(batch)
+    probs, p_adv, unfamiliarity = det.infer(batch)
+    assert unfamiliarity is None, "the fixture model has no familiarity score"
     assert probs.shape == (4, 4) and np.allclose(probs.sum(1), 1, atol=1e-5)
     assert p_adv[2] > 0.9 and max(p_adv[[0, 1, 3]]) < 0.1
 

@@ -119,3 +119,36 @@ def test_check_reports_every_camera(model_path, tmp_path):
     assert len(lines) == 2 and "left:" in lines[0] and "4 frames" in lines[0]
     assert "right:" in lines[1] and "live" in lines[1]
     assert "one session for 2 camera(s)" in result.stdout
+
+
+def test_unfamiliar_scenes_raise_scene_unfamiliar_instead_of_alerts(tmp_path):
+    from fixture_model import build_fixture_model, perturb
+
+    model = build_fixture_model(tmp_path / "familiar.onnx", familiarity_threshold=200.0)
+    bright = [np.clip(smooth_frame(i).astype(int) + 150, 0, 254).astype(np.uint8) for i in range(10)]
+    frames = ([smooth_frame(i) for i in range(5)] + [perturb(f, seed=i) for i, f in enumerate(bright)]
+              + [perturb(smooth_frame(20), seed=20)] + [smooth_frame(i) for i in range(21, 26)])
+    cfg = load_agent_config(write_config(tmp_path / "agent.yaml", tmp_path))
+    watch = Watch(cfg, model, resolve(cfg, sources=[f"cam={write_sequence(tmp_path / 's', frames)}"]))
+    summary = watch.run()
+    events = events_of(tmp_path / "alerts.jsonl")
+    # The noisy bright frames would alert, but they are unlike the training data: not judged.
+    assert [e["frame_index"] for e in events if e["event"] == "alert"] == [15]
+    unfamiliar = [e for e in events if e["event"] == "scene_unfamiliar"]
+    familiar = [e for e in events if e["event"] == "scene_familiar"]
+    assert [e["frame_index"] for e in unfamiliar] == [5 + 2] and [e["frame_index"] for e in familiar] == [15 + 2]
+    assert summary.unfamiliar == 10 and summary.cameras["cam"].scored == len(frames)
+    share = watch.metrics.unfamiliar_share.labels("cam")._value.get()
+    assert share == pytest.approx(10 / len(frames))
+
+
+def test_tensorrt_engines_are_cached_per_model_gpu_and_tensorrt_version(model_path, tmp_path):
+    from agent.config import InferenceConfig
+    from agent.model import gpu_name, tensorrt_version, trt_cache_dir, verify_model
+
+    info = verify_model(model_path)
+    folder = trt_cache_dir(InferenceConfig(trt_cache_dir=tmp_path / "trt"), info)
+    assert folder.parent == tmp_path / "trt", "outside the agent's writable state, where configured"
+    assert folder.name.startswith(info.sha256[:16]) and folder.name.endswith(tensorrt_version())
+    assert gpu_name().replace(" ", "_") in folder.name
+    assert InferenceConfig().trt_cache_dir.is_absolute(), "the default does not sit in the working directory"

@@ -13,7 +13,7 @@ import shutil
 
 import torch
 
-from trainer import checkpoint
+from trainer import checkpoint, familiarity
 from trainer.config import CalibrationConfig, DetectorSpec
 from trainer.detect.data import split_images, twins
 from trainer.detect.evaluate import calibrate_threshold, detectability, alert_rate, scores, summary
@@ -31,6 +31,9 @@ def run_detector_stage(ctx) -> None:
         ckpt = ensure_detector(ctx, spec)
         print(f"detector {spec.name}: detectability {ckpt['detectability']:.4f}  AUROC {ckpt['auroc']:.4f}  "
               f"threshold {ckpt['threshold']:.4f} at FPR {ckpt['threshold_fpr']}")
+        fam = familiarity.ensure(ctx, spec, classifier_sha256(ctx))
+        print(f"detector {spec.name}: familiarity threshold {fam['threshold']:.4g} at AD({spec.point}), "
+              f"{fam['val_rate']:.2%} of {fam['val_images']} clean validation images unfamiliar")
 
 
 def classifier_sha256(ctx) -> str:

@@ -1,0 +1,63 @@
+"""Familiarity at the detector's tap: calibrated on clean validation images, high on unlike inputs, same in ONNX."""
+import numpy as np
+import onnxruntime as ort
+import torch
+from detect.tiny_run import make_ctx
+
+from export.graph import FusedGraph, to_onnx
+from trainer import familiarity
+from trainer.detect import attach
+from trainer.familiarity import Unfamiliarity, fit, pooled_features
+
+POINT = 2
+
+
+def fitted(ctx):
+    d = ctx.dataset
+    return fit(ctx.classifier, POINT, d.train.images, d.train.labels, d.val.images, 100, torch.device("cpu"))
+
+
+def test_threshold_flags_the_calibrated_share_of_clean_validation_images(tiny_dataset, classifier_file, tmp_path):
+    ctx = make_ctx(tmp_path, classifier_file, tiny_dataset, {})
+    fam = fitted(ctx)
+    n = fam["val_images"]
+    assert fam["fpr"] - 1 / n <= fam["val_rate"] <= fam["fpr"]
+    module = Unfamiliarity(fam["means"], fam["precision"])
+    score = lambda x: module(pooled_features(ctx.classifier, POINT, x, 100, torch.device("cpu"))[:, :, None, None].float())  # noqa: E731
+    test_rate = (score(tiny_dataset.test.images) > fam["threshold"]).float().mean().item()
+    assert test_rate < 0.1, "held-out clean images are familiar"
+    # Unlike the training data: uniform noise, and the images turned negative.
+    noise = torch.from_numpy(np.random.default_rng(0).integers(0, 256, tiny_dataset.test.images.shape, dtype=np.uint8))
+    assert (score(noise) > fam["threshold"]).float().mean().item() > 0.9
+    assert (score(255 - tiny_dataset.test.images) > fam["threshold"]).float().mean().item() > 0.9
+
+
+def test_score_is_the_nearest_class_mahalanobis_distance(tiny_dataset, classifier_file, tmp_path):
+    ctx = make_ctx(tmp_path, classifier_file, tiny_dataset, {})
+    fam = fitted(ctx)
+    feats = pooled_features(ctx.classifier, POINT, tiny_dataset.test.images[:20], 100, torch.device("cpu"))
+    means, precision = fam["means"].double(), fam["precision"].double()
+    expected = torch.tensor([min(float((f - m) @ precision @ (f - m)) for m in means) for f in feats],
+                            dtype=torch.float64)
+    got = Unfamiliarity(fam["means"], fam["precision"])(feats[:, :, None, None].float()).double()
+    assert torch.allclose(got, expected, rtol=1e-3)
+
+
+def test_the_stage_stores_it_and_the_exported_graph_computes_it(tiny_dataset, classifier_file, tmp_path):
+    ctx = make_ctx(tmp_path, classifier_file, tiny_dataset, {"detectors": [
+        {"name": "d", "adversary": {"name": "iterative_linf", "eps": 8}, "point": POINT, "mode": "static",
+         "epochs": 1, "train_limit": 64, "val_limit": 100, "test_limit": 32}]})
+    spec = ctx.cfg.detectors[0]
+    fam = familiarity.ensure(ctx, spec, "0" * 64)
+    assert (tmp_path / "detectors" / "d" / "familiarity.pt").is_file()
+    assert familiarity.ensure(ctx, spec, "0" * 64)["threshold"] == fam["threshold"], "loaded, not refitted"
+    model = attach(ctx, spec)
+    graph = FusedGraph(model, Unfamiliarity(fam["means"], fam["precision"]))
+    proto = to_onnx(graph, (16, 16, 1), ["probs", "p_adv", "unfamiliarity"])
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    frames = tiny_dataset.test.images[:8].permute(0, 2, 3, 1).contiguous()
+    probs, p_adv, unfamiliarity = session.run(None, {"frames": frames.numpy()})
+    with torch.no_grad():
+        expected = graph(frames)[2].numpy()
+    np.testing.assert_allclose(unfamiliarity, expected, rtol=1e-4, atol=1e-3)
+    assert probs.shape == (8, 10) and p_adv.shape == (8,)
