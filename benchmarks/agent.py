@@ -65,19 +65,27 @@ def run_agents(model: Path, groups: list[list[str]], seconds: float, work: Path)
         args = [sys.executable, "-m", "agent", "watch", "--model", str(model)]
         for source in sources:
             args += ["--source", source]
-        for o in overrides(work, f"proc{i}"):
+        for o in overrides(work, f"proc{i}") + ["logging.level=INFO"]:
             args += ["--set", o]
         procs.append(subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                       env={**os.environ, "PYTHONPATH": str(ROOT)}))
+    logs = [[] for _ in procs]
+    for p, log in zip(procs, logs):  # the clock starts once every agent is READY (start-up is not measured)
+        for line in p.stderr:
+            log.append(line)
+            if "ready: watching" in line:
+                break
+        else:
+            raise RuntimeError("agent ended before READY:\n" + "".join(log[-20:]))
     time.sleep(seconds)
     for p in procs:
         p.send_signal(signal.SIGTERM)
     frames, wall = 0, 0.0
-    for p in procs:
+    for p, log in zip(procs, logs):
         _, err = p.communicate(timeout=120)
         match = SUMMARY.search(err)
         if match is None:
-            raise RuntimeError(f"agent gave no summary:\n{err[-2000:]}")
+            raise RuntimeError("agent gave no summary:\n" + "".join(log) + err[-2000:])
         frames += int(match.group(1))
         wall = max(wall, float(match.group(2)))
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -100,7 +108,9 @@ def soak(model: Path, urls: dict[str, str], seconds: float, work: Path) -> dict:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     summary = watch.run()
-    return {"summary": summary, "rss": samples}
+    reasons = {s.labels["reason"]: int(s.value) for s in watch.metrics.unhealthy.collect()[0].samples
+               if s.name.endswith("_total")}
+    return {"summary": summary, "rss": samples, "reasons": reasons}
 
 
 def reconnects(model: Path, clip: Path, times: int, work: Path) -> list[tuple[float, float]]:
@@ -195,19 +205,21 @@ def main() -> None:
           f"(offered: {n * FPS:g} frames/s)")
     s = result["summary"]
     print(f"\n2. {n} cameras in one process for {s.seconds:.0f} s: {s.fps:.1f} frames/s scored in total, "
-          f"{s.unhealthy} not scored (frame health)")
+          f"{s.unhealthy} not scored by frame health {result['reasons']} (frozen: repeats from the clips' "
+          f"frame-rate conversion to 25 fps), {s.unfamiliar} unfamiliar")
     for name, c in s.cameras.items():
         print(f"   {name}: {c.frames / s.seconds:5.1f} fps taken, {c.dropped} dropped by the newest-frame policy, "
               f"{c.reconnects} reconnects")
-    print(f"   {'stage':<11} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"   {'stage':<11} {'p50 ms':>8} {'p99 ms':>8}   (capture: in the decoder, including the wait for the "
+          "next frame of a 25 fps stream)")
     for stage in STAGES:
         values = np.asarray(s.timings_ms[stage])
         print(f"   {stage:<11} {np.percentile(values, 50):8.2f} {np.percentile(values, 99):8.2f}")
     rss = result["rss"]
     if len(rss) >= 2:
-        base = next((r for t, r in rss if t >= 30), rss[0][1])  # after start-up allocations
-        print(f"   RSS {rss[0][1]:.1f} MB at {rss[0][0]:.0f} s, {base:.1f} MB at 30 s, {rss[-1][1]:.1f} MB at "
-              f"{rss[-1][0]:.0f} s: growth {rss[-1][1] - base:+.1f} MB after warm-up")
+        at, base = next(((t, r) for t, r in rss if t >= 30), rss[0])  # after start-up allocations
+        print(f"   RSS {rss[0][1]:.1f} MB at {rss[0][0]:.0f} s, {base:.1f} MB at {at:.0f} s, {rss[-1][1]:.1f} MB at "
+              f"{rss[-1][0]:.0f} s: growth {rss[-1][1] - base:+.1f} MB after {at:.0f} s")
     print(f"\n3. RTSP server restarts ({len(restarts)}): seconds from the server listening again to")
     print("   reopened: " + ", ".join(f"{r:.2f}" for r, _ in restarts)
           + f" (max {max(r for r, _ in restarts):.2f})")

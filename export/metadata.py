@@ -58,7 +58,7 @@ def build(run: Run, precision: str) -> dict[str, str]:
         }
         if run.familiarity is not None:  # optional: runs from before familiarity scoring have none
             f = run.familiarity
-            meta["familiarity"] = json.dumps({"score": f["score"], "point": int(f["point"]),
+            meta["familiarity"] = json.dumps({"score": f["score"], "point": int(f["point"]), "cell": [int(c) for c in f["cell"]],
                                               "threshold": float(f["threshold"]), "fpr": float(f["fpr"]),
                                               "val_images": int(f["val_images"])})
     except (KeyError, TypeError, ValueError) as exc:

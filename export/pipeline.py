@@ -47,7 +47,8 @@ def export_onnx(run_dir: str | Path, detector: str | None = None, out: str | Pat
 
     familiarity, outputs = None, ["probs", "p_adv"]
     if run.familiarity is not None:
-        familiarity, outputs = Unfamiliarity(run.familiarity["means"], run.familiarity["precision"]), outputs + ["unfamiliarity"]
+        fam = run.familiarity
+        familiarity, outputs = Unfamiliarity(fam["means"], fam["precision"], fam["cell"]), outputs + ["unfamiliarity"]
         report.append(f"familiarity: Mahalanobis score at AD({run.familiarity['point']}), threshold "
                       f"{run.familiarity['threshold']:.4g} ({run.familiarity['fpr']:.0%} of clean validation images above)")
     fp32 = to_onnx(FusedGraph(run.model, familiarity), run.input_shape, outputs)

@@ -23,7 +23,8 @@ def test_threshold_flags_the_calibrated_share_of_clean_validation_images(tiny_da
     n = fam["val_images"]
     assert fam["fpr"] - 1 / n <= fam["val_rate"] <= fam["fpr"]
     module = Unfamiliarity(fam["means"], fam["precision"])
-    score = lambda x: module(pooled_features(ctx.classifier, POINT, x, 100, torch.device("cpu"))[:, :, None, None].float())  # noqa: E731
+    score = lambda x: module(pooled_features(ctx.classifier, POINT, x, 100, torch.device("cpu"),  # noqa: E731
+                                             fam["cell"])[:, :, None, None].float())
     test_rate = (score(tiny_dataset.test.images) > fam["threshold"]).float().mean().item()
     assert test_rate < 0.1, "held-out clean images are familiar"
     # Unlike the training data: uniform noise, and the images turned negative.
@@ -35,7 +36,8 @@ def test_threshold_flags_the_calibrated_share_of_clean_validation_images(tiny_da
 def test_score_is_the_nearest_class_mahalanobis_distance(tiny_dataset, classifier_file, tmp_path):
     ctx = make_ctx(tmp_path, classifier_file, tiny_dataset, {})
     fam = fitted(ctx)
-    feats = pooled_features(ctx.classifier, POINT, tiny_dataset.test.images[:20], 100, torch.device("cpu"))
+    feats = pooled_features(ctx.classifier, POINT, tiny_dataset.test.images[:20], 100, torch.device("cpu"), fam["cell"])
+    assert fam["cell"] == [4, 4] and feats.shape[1] == 16 * 4 * 4, "AD(2) of ResNet-8: 16 maps of 16x16 in a 4x4 grid"
     means, precision = fam["means"].double(), fam["precision"].double()
     expected = torch.tensor([min(float((f - m) @ precision @ (f - m)) for m in means) for f in feats],
                             dtype=torch.float64)
@@ -52,7 +54,7 @@ def test_the_stage_stores_it_and_the_exported_graph_computes_it(tiny_dataset, cl
     assert (tmp_path / "detectors" / "d" / "familiarity.pt").is_file()
     assert familiarity.ensure(ctx, spec, "0" * 64)["threshold"] == fam["threshold"], "loaded, not refitted"
     model = attach(ctx, spec)
-    graph = FusedGraph(model, Unfamiliarity(fam["means"], fam["precision"]))
+    graph = FusedGraph(model, Unfamiliarity(fam["means"], fam["precision"], fam["cell"]))
     proto = to_onnx(graph, (16, 16, 1), ["probs", "p_adv", "unfamiliarity"])
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     frames = tiny_dataset.test.images[:8].permute(0, 2, 3, 1).contiguous()
