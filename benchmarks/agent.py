@@ -108,8 +108,10 @@ def soak(model: Path, urls: dict[str, str], seconds: float, work: Path) -> dict:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     summary = watch.run()
-    reasons = {s.labels["reason"]: int(s.value) for s in watch.metrics.unhealthy.collect()[0].samples
-               if s.name.endswith("_total")}
+    reasons: dict[str, int] = {}
+    for sample in watch.metrics.unhealthy.collect()[0].samples:  # one per camera and reason
+        if sample.name.endswith("_total"):
+            reasons[sample.labels["reason"]] = reasons.get(sample.labels["reason"], 0) + int(sample.value)
     return {"summary": summary, "rss": samples, "reasons": reasons}
 
 
