@@ -1,7 +1,9 @@
 """Scoring a replay of labelled footage: how well the deployed threshold separates known frames.
 
 An operator validating a deployment replays a recording whose adversarial frames are known
-(`labels.json`, e.g. from `trainer demo-stream`) and gets detection and false-alarm rates.
+(`labels.json`, e.g. from `trainer demo-stream`) and gets detection and false-alarm rates, and,
+when the labels name the kind of each burst (`kinds`: kind -> frame indices), the detection
+rate and the bursts alerted on per kind.
 """
 from __future__ import annotations
 
@@ -17,20 +19,25 @@ class LabelledScore:
     """Per-frame and per-alert counts against a set of adversarial frame indices."""
 
     adversarial: frozenset[int]
+    kinds: dict[str, frozenset[int]] = field(default_factory=dict)  # burst kind -> its adversarial frames
     hits: int = 0  # adversarial frames over the threshold
     positives: int = 0
     false_frames: int = 0  # clean frames over the threshold
     negatives: int = 0
     true_alerts: int = 0
     false_alerts: list[int] = field(default_factory=list)
+    hit_frames: set[int] = field(default_factory=set)  # per-kind rates are counted from these at the end
+    seen_frames: set[int] = field(default_factory=set)
+    alert_frames: set[int] = field(default_factory=set)
 
     @classmethod
     def load(cls, path: str | Path) -> "LabelledScore":
-        """Read `{"adversarial": [frame indices, ...]}` from a JSON file."""
+        """Read `{"adversarial": [frame indices, ...], "kinds": {kind: [frame indices, ...]} (optional)}` from a JSON file."""
         try:
-            indices = json.loads(Path(path).read_text())["adversarial"]
-            return cls(frozenset(int(i) for i in indices))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            labels = json.loads(Path(path).read_text())
+            kinds = {str(k): frozenset(int(i) for i in v) for k, v in labels.get("kinds", {}).items()}
+            return cls(frozenset(int(i) for i in labels["adversarial"]), kinds)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise AgentError(f"labels file {path}: expected JSON with an 'adversarial' list of frame indices ({exc})") from None
 
     def frame(self, index: int, over: bool) -> None:
@@ -38,6 +45,9 @@ class LabelledScore:
         if index in self.adversarial:
             self.positives += 1
             self.hits += over
+            self.seen_frames.add(index)
+            if over:
+                self.hit_frames.add(index)
         else:
             self.negatives += 1
             self.false_frames += over
@@ -46,6 +56,7 @@ class LabelledScore:
         """Count an alert raised at frame `index`."""
         if index in self.adversarial:
             self.true_alerts += 1
+            self.alert_frames.add(index)
         else:
             self.false_alerts.append(index)
 
@@ -57,4 +68,24 @@ class LabelledScore:
             f"false alarms on clean frames:         {rate(self.false_frames, self.negatives)}",
             f"alerts on adversarial frames: {self.true_alerts}, elsewhere: {len(self.false_alerts)}"
             + (f" (frames {self.false_alerts[:10]})" if self.false_alerts else ""),
+            *[self._kind_line(kind, frames, rate) for kind, frames in self.kinds.items()],
         ]
+
+    def _kind_line(self, kind: str, frames: frozenset[int], rate) -> str:
+        """Detection rate on one kind's frames and how many of its bursts (runs of consecutive frames) raised an alert."""
+        seen = frames & self.seen_frames
+        bursts = _runs(sorted(seen))
+        alerted = sum(1 for b in bursts if self.alert_frames & b)
+        return (f"{kind} bursts: detection {rate(len(frames & self.hit_frames), len(seen))}, "
+                f"alerted on {alerted}/{len(bursts)} bursts")
+
+
+def _runs(indices: list[int]) -> list[set[int]]:
+    """Consecutive runs of sorted frame indices, e.g. [3, 4, 9] -> [{3, 4}, {9}]."""
+    runs: list[set[int]] = []
+    for i in indices:
+        if runs and i - 1 in runs[-1]:
+            runs[-1].add(i)
+        else:
+            runs.append({i})
+    return runs

@@ -38,6 +38,8 @@ def test_train_export_stream_watch(tmp_path):
     run("trainer", "demo-stream", "--run", str(run_dir), "--out", str(stream), "--frames", "60", "--burst", "5", "--period", "30")
     labels = json.loads((stream / "labels.json").read_text())
     assert labels["adversarial"] == [15, 16, 17, 18, 19, 45, 46, 47, 48, 49] and labels["detector"] == "dynamic"
+    assert labels["kinds"] == {"oblivious": [15, 16, 17, 18, 19], "adaptive": [45, 46, 47, 48, 49]}
+    assert labels["attacks"]["adaptive"]["name"] == "adaptive" and 0 < labels["attacks"]["adaptive"]["threshold"] < 1
 
     watched = run("agent", "watch", "--model", str(model), "--source", str(stream / "frames" / "%05d.png"),
                   "--labels", str(stream / "labels.json"), "--set", "metrics.port=0",
@@ -45,5 +47,6 @@ def test_train_export_stream_watch(tmp_path):
     assert "summary: 60 frames" in watched.stderr
     assert "detection rate on adversarial frames: " in watched.stderr and "/10 = " in watched.stderr
     assert "false alarms on clean frames:         " in watched.stderr and "/50 = " in watched.stderr
+    assert "oblivious bursts: detection " in watched.stderr and "adaptive bursts: detection " in watched.stderr
     alerts = [json.loads(line) for line in watched.stdout.splitlines() if line.startswith("{")]
     assert all(a["model_sha256"] and a["frame_index"] < 60 for a in alerts)

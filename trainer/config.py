@@ -91,12 +91,23 @@ class DetectorSpec(DetectorTraining):
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="directory name under run_dir/detectors/")
     adversary: AttackSpec = Field(..., description="the attack whose outputs are the positives; dynamic mode needs `dynamic`")
     point: int = Field(2, ge=0, description="attachment point AD(point) of the classifier (Fig. 1)")
-    mode: Literal["static", "dynamic"] = Field("static", description="static: precomputed adversarial examples (Sec. 3.2); "
-                                               "dynamic: made on the fly against the detector (Sec. 3.3)")
+    mode: Literal["static", "dynamic", "adaptive"] = Field(
+        "static", description="static: precomputed adversarial examples (Sec. 3.2); dynamic: made on the fly against the "
+                              "detector (Sec. 3.3); adaptive (beyond the paper): the adaptive attack against the current "
+                              "detector, mixed with `paper_adversary` (trainer/detect/adaptive.py)")
     init_from: Optional[str] = Field(None, description="start from this earlier detector's trained weights (same point), "
                                      "e.g. to harden a static detector by dynamic training; None = from scratch as in the paper")
+    eps_range: Optional[tuple[float, float]] = Field(
+        None, description="adaptive mode: each adaptive adversary's l_inf budget is drawn uniformly from [lo, hi] "
+                          "(reaching past adversary.eps keeps p_adv rising with the perturbation); None = adversary.eps")
+    eps_ramp_epochs: int = Field(0, ge=0, description="adaptive mode: curriculum, the upper end of eps_range grows "
+                                                      "linearly from lo over this many epochs; 0 = the full range at once")
+    paper_adversary: Optional[AttackSpec] = Field(None, description="adaptive mode: the paper's adversary that makes a share of "
+                                                  "the adversarial twins (a static one: precomputed, cached; `dynamic`: sigma "
+                                                  "drawn from sigma_range); None = adaptive twins only")
+    paper_share: float = Field(0.5, ge=0, le=1, description="adaptive mode: fraction of twins made by paper_adversary")
 
-    @field_validator("adversary", mode="wrap")
+    @field_validator("adversary", "paper_adversary", mode="wrap")
     @classmethod
     def _sigma_drawn(cls, value, handler):
         # Dynamic training draws sigma per image (Sec. 3.3): its adversary is `dynamic` without a sigma,
@@ -107,14 +118,28 @@ class DetectorSpec(DetectorTraining):
 
     @model_validator(mode="after")
     def _check_mode(self):
-        if (self.mode == "dynamic") != (self.adversary.name == "dynamic"):
-            raise ValueError(f"mode {self.mode} and adversary {self.adversary.name} do not fit: "
-                             "mode dynamic trains against adversary `dynamic`, mode static against any other")
+        if (self.mode != "static" or self.adversary.name in ("dynamic", "adaptive")) and self.mode != self.adversary.name:
+            raise ValueError(f"mode {self.mode} and adversary {self.adversary.name} do not fit: mode dynamic trains against "
+                             "adversary `dynamic`, mode adaptive against `adaptive`, mode static against any other")
         if self.adversary.name == "dynamic" and self.adversary.sigma is not None:
             raise ValueError("dynamic training draws each image's sigma from sigma_range; leave adversary.sigma unset")
-        if self.adversary.name == "adaptive":
-            raise ValueError("the adaptive attack needs a trained detector and threshold; it is an experiment, not a training adversary")
+        if self.mode == "adaptive":
+            self._check_adaptive()
+        elif self.eps_range is not None or self.eps_ramp_epochs or self.paper_adversary is not None:
+            raise ValueError("eps_range, eps_ramp_epochs and paper_adversary apply to mode adaptive only")
         return self
+
+    def _check_adaptive(self) -> None:
+        if self.init_from is None:
+            # Its BN layers keep the statistics they start with (trainer/detect/adaptive.py), so they must be trained ones.
+            raise ValueError(f"detector {self.name}: mode adaptive hardens a trained detector; set init_from")
+        if self.adversary.norm not in (None, "linf"):
+            raise ValueError("mode adaptive draws l_inf budgets per image; adversary.norm must be linf")
+        if self.eps_range is not None and not 0 < self.eps_range[0] <= self.eps_range[1]:
+            raise ValueError(f"eps_range must satisfy 0 < lo <= hi, got {list(self.eps_range)}")
+        paper = self.paper_adversary
+        if paper is not None and (paper.name == "adaptive" or (paper.name == "dynamic" and paper.sigma is not None)):
+            raise ValueError("paper_adversary is one of the paper's attacks; a dynamic one draws sigma from sigma_range")
 
 
 class CalibrationConfig(Schema):

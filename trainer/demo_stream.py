@@ -1,8 +1,10 @@
 """A labelled demo stream for the agent: test images with adversarial bursts at known frames.
 
 Frames are written as PNG (lossless) so that the perturbations reach the agent exactly as
-computed (after the uint8 rounding any camera stream applies). `labels.json` names the
-adversarial frames so `agent watch --labels` can score detection and false alarms.
+computed (after the uint8 rounding any camera stream applies). Bursts come in two kinds: an
+attacker who knows only the classifier (oblivious) and the adaptive white-box attacker who knows
+the deployed classifier, detector and threshold. `labels.json` names the adversarial frames of
+each kind so `agent watch --labels` can score detection and false alarms per kind.
 """
 from __future__ import annotations
 
@@ -27,9 +29,37 @@ def adversarial_frames(frames: int, burst: int, period: int) -> list[int]:
     return [i for i in range(frames) if (i % period) - start in range(burst)]
 
 
+BURST_KINDS = ("oblivious", "adaptive")  # burst k is of kind BURST_KINDS[k % 2]
+
+
+def burst_kinds(adversarial: list[int], period: int) -> dict[str, list[int]]:
+    """The adversarial frames of each burst kind: bursts alternate between the kinds of BURST_KINDS."""
+    return {kind: [i for i in adversarial if BURST_KINDS[(i // period) % len(BURST_KINDS)] == kind] for kind in BURST_KINDS}
+
+
+def burst_attacks(det_ckpt: dict, adaptive_steps: int = 100, adaptive_restarts: int = 3) -> dict[str, AttackSpec]:
+    """The attack of each burst kind.
+
+    oblivious: an attacker who sees the classifier but not the internal detector (the paper's
+    footnote 2): a static detector's own adversary, else the basic iterative method at the
+    detector's eps. adaptive: the adaptive white-box attack (trainer/attacks/adaptive.py) on the
+    deployed classifier + detector at its shipped threshold, with restarts.
+    """
+    adversary = dict(det_ckpt["adversary"])
+    eps = adversary["eps"]
+    oblivious = AttackSpec(**adversary) if det_ckpt["mode"] == "static" else AttackSpec(name="iterative_linf", eps=eps)
+    adaptive = AttackSpec(name="adaptive", eps=eps, threshold=det_ckpt["threshold"], steps=adaptive_steps,
+                          restarts=adaptive_restarts)
+    return {"oblivious": oblivious, "adaptive": adaptive}
+
+
 def write_demo_stream(run_dir: Path, out: Path, detector: str | None = None, frames: int = 600,
                       burst: int = 8, period: int = 60) -> dict:
-    """Write `out/frames/%05d.png` and `out/labels.json`; returns the labels."""
+    """Write `out/frames/%05d.png` and `out/labels.json`; returns the labels.
+
+    Bursts alternate between the kinds of BURST_KINDS; labels.json lists all adversarial frames
+    (`adversarial`), those of each kind (`kinds`) and each kind's attack (`attacks`).
+    """
     name = resolve_detector(run_dir, detector)
     model, _, det_ckpt = load_detected_classifier(run_dir, name)
     cfg = load_config(Config, run_dir / "config.yaml")
@@ -37,15 +67,13 @@ def write_demo_stream(run_dir: Path, out: Path, detector: str | None = None, fra
     pick = torch.arange(frames) % len(test)
     images, labels = test.images[pick], test.labels[pick]
     adv = adversarial_frames(frames, burst, period)
-    adversary = dict(det_ckpt["adversary"])
-    if adversary["name"] == "dynamic":
-        # sigma = 0: an attacker who sees the classifier but not the internal detector (the paper's
-        # footnote 2). `trainer fit`'s evaluation and the adaptive experiment cover stronger ones.
-        adversary.setdefault("sigma", 0.0)
-    spec = AttackSpec(**adversary)
-    attacked = run_attack(spec, model.classifier, images[adv], labels[adv], detector_logit=model.detector_logit,
-                          progress=True)
-    images[adv] = attacked.round().clamp(0, 255).to(torch.uint8)
+    kinds = burst_kinds(adv, period)
+    attacks = burst_attacks(det_ckpt)
+    for kind, idx in kinds.items():
+        if idx:
+            attacked = run_attack(attacks[kind], model.classifier, images[idx], labels[idx],
+                                  detector_logit=model.detector_logit, progress=True)
+            images[idx] = attacked.round().clamp(0, 255).to(torch.uint8)
 
     frame_dir = out / "frames"
     frame_dir.mkdir(parents=True, exist_ok=True)
@@ -54,7 +82,8 @@ def write_demo_stream(run_dir: Path, out: Path, detector: str | None = None, fra
         cv2.imwrite(str(frame_dir / f"{i:05d}.png"), bgr)
     with torch.no_grad():
         fooled = (model.classifier(images[adv].float()).argmax(1) != labels[adv]).float().mean().item()
-    result = {"frames": frames, "adversarial": adv, "detector": name, "attack": spec.model_dump(exclude_none=True),
+    result = {"frames": frames, "adversarial": adv, "kinds": kinds, "detector": name,
+              "attacks": {k: a.model_dump(exclude_none=True) for k, a in attacks.items()},
               "classifier_fooled": fooled, "pattern": str(frame_dir / "%05d.png")}
     (out / "labels.json").write_text(json.dumps(result, indent=1))
     return result

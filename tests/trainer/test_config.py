@@ -79,3 +79,36 @@ def test_init_from_needs_an_earlier_detector_of_the_same_shape(change, ok):
     else:
         with pytest.raises(ValueError, match="init_from must name an earlier detector"):
             Config.model_validate(tree)
+
+
+ADAPTIVE = {"name": "adaptive", "adversary": {"name": "adaptive", "eps": 4, "threshold": 0.5, "steps": 10},
+            "mode": "adaptive", "init_from": "static", "eps_range": [2, 16], "eps_ramp_epochs": 2,
+            "paper_adversary": {"name": "dynamic", "eps": 4, "alpha": 0.5}}
+
+
+@pytest.mark.parametrize("change, error", [
+    ({}, None),
+    ({"paper_adversary": {"name": "iterative_linf", "eps": 4}}, None),
+    ({"init_from": None}, "set init_from"),
+    ({"mode": "dynamic"}, "do not fit"),
+    ({"adversary": {"name": "iterative_linf", "eps": 4}}, "do not fit"),
+    ({"adversary": {"name": "adaptive", "eps": 4, "threshold": 0.5, "norm": "l2"}}, "must be linf"),
+    ({"eps_range": [8, 2]}, "0 < lo <= hi"),
+    ({"paper_adversary": {"name": "dynamic", "eps": 4, "sigma": 0.5}}, "draws sigma"),
+    ({"paper_share": 1.5}, "paper_share"),
+    ({"eps_rnage": [2, 8]}, "eps_rnage"),
+])
+def test_adaptive_mode_config(change, error):
+    base = {"name": "static", "adversary": {"name": "iterative_linf", "eps": 4}}
+    tree = {"detectors": [base, {**ADAPTIVE, **change}]}
+    if error is None:
+        assert Config.model_validate(tree).detectors[1].mode == "adaptive"
+    else:
+        with pytest.raises(ValueError, match=error):
+            Config.model_validate(tree)
+
+
+def test_adaptive_settings_are_rejected_in_other_modes():
+    with pytest.raises(ValueError, match="mode adaptive only"):
+        Config.model_validate({"detectors": [{"name": "s", "adversary": {"name": "iterative_linf", "eps": 4},
+                                              "eps_range": [2, 8]}]})

@@ -43,6 +43,20 @@ def detectability(score_fn: ScoreFn, clean: torch.Tensor, adversarial: torch.Ten
     return correct / max(2 * n, 1)
 
 
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95% for z = 1.96) of a proportion `successes / trials`.
+
+    Unlike the normal approximation it stays inside [0, 1] and keeps its coverage for the small
+    counts and rates near 0 or 1 that detectability on a few fooled images gives.
+    """
+    if trials == 0:
+        return 0.0, 1.0
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z / (1 + z * z / trials) * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 def roc(clean_scores: torch.Tensor, adv_scores: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(fpr, tpr, thresholds) for the rule `score > threshold`, from (0, 0) to (1, 1); ties share a point."""
     s = np.concatenate([clean_scores.numpy(), adv_scores.numpy()])

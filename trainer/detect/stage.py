@@ -17,10 +17,11 @@ from trainer import checkpoint, familiarity
 from trainer.config import CalibrationConfig, DetectorSpec
 from trainer.detect.data import split_images, twins
 from trainer.detect.evaluate import calibrate_threshold, detectability, alert_rate, scores, summary
-from trainer.detect.train import TrainingData, dynamic_validation_set, train_detector
+from trainer.detect.train import TrainingData, attacked_set, train_detector
 from trainer.models.detector import DetectedClassifier, build_detector
 
 EVAL_IMAGES = 256  # test images in eval.pt, for the exporter's parity check
+ADAPTIVE_ONLY = {"eps_range", "eps_ramp_epochs", "paper_adversary", "paper_share"}
 
 
 def run_detector_stage(ctx) -> None:
@@ -69,7 +70,9 @@ def ensure_detector(ctx, spec: DetectorSpec) -> dict:
     out = ctx.run_dir / "detectors" / spec.name
     # Fig. 1's detector was the only one before `arch` existed: leaving its default out of the
     # stamp keeps the detectors of earlier runs valid instead of retraining them all.
-    spec_json = spec.model_dump(mode="json", exclude={"arch"} if spec.arch == "fig1" else None)
+    # Likewise the adaptive mode's settings stay out of other modes' stamps.
+    exclude = ({"arch"} if spec.arch == "fig1" else set()) | (set() if spec.mode == "adaptive" else ADAPTIVE_ONLY)
+    spec_json = spec.model_dump(mode="json", exclude=exclude)
     stamp = {"spec": spec_json, "classifier_sha256": classifier_sha256(ctx),
              "calibration": ctx.cfg.calibration.model_dump(mode="json")}
     if spec.init_from is not None:  # a hardened detector is stale once the one it starts from changes
@@ -93,7 +96,7 @@ def ensure_detector(ctx, spec: DetectorSpec) -> dict:
     if spec.mode == "static":
         test_adv = twins(ctx, spec.adversary, "test", spec.test_limit, spec.eval_batch_size)
     else:
-        test_adv = dynamic_validation_set(model, spec, test_x, test_y, ctx.cfg.seed + 1)
+        test_adv = attacked_set(model, spec, test_x, test_y, ctx.cfg.seed + 1)
     report = evaluate(model, spec, test_x, test_adv, data.val_x, ctx.cfg.calibration, ctx.device)
     ckpt = {
         "name": spec.name, "point": spec.point, "arch": spec.arch,
@@ -115,13 +118,16 @@ def ensure_detector(ctx, spec: DetectorSpec) -> dict:
 
 
 def training_data(ctx, spec: DetectorSpec) -> TrainingData:
-    """Train/validation images of `spec`, with precomputed adversarial twins in static mode."""
+    """Train/validation images of `spec`, with precomputed adversarial twins of a static adversary
+    (static mode's, or adaptive mode's static `paper_adversary`)."""
     train_x, train_y = split_images(ctx, "train", spec.train_limit)
     val_x, val_y = split_images(ctx, "val", spec.val_limit)
     data = TrainingData(train_x, train_y, val_x, val_y)
     if spec.mode == "static":
         data.train_adv = twins(ctx, spec.adversary, "train", spec.train_limit, spec.eval_batch_size)
         data.val_adv = twins(ctx, spec.adversary, "val", spec.val_limit, spec.eval_batch_size)
+    elif spec.paper_adversary is not None and spec.paper_adversary.name != "dynamic":
+        data.train_adv = twins(ctx, spec.paper_adversary, "train", spec.train_limit, spec.eval_batch_size)
     return data
 
 

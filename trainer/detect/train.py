@@ -1,6 +1,7 @@
-"""Detector training loops: static (Sec. 3.2) and dynamic adversary training (Sec. 3.3).
+"""Detector training loops: static (Sec. 3.2), dynamic adversary training (Sec. 3.3) and adaptive
+adversary training (beyond the paper, trainer/detect/adaptive.py).
 
-Both loops share one epoch driver: Adam on the detector only, the classifier frozen in
+All share one epoch driver: Adam on the detector only, the classifier frozen in
 eval mode (its BN statistics never move), model selection on validation detectability,
 and a resumable checkpoint after every epoch.
 """
@@ -19,6 +20,7 @@ from tqdm import tqdm
 from trainer import checkpoint
 from trainer.attacks import AttackSpec, dynamic
 from trainer.config import DetectorSpec
+from trainer.detect.adaptive import adaptive_batches, adaptive_validation_set
 from trainer.detect.evaluate import detectability
 from trainer.models.detector import DetectedClassifier
 
@@ -104,9 +106,15 @@ def dynamic_validation_set(model: DetectedClassifier, spec: DetectorSpec, x: tor
     return torch.cat(out)
 
 
+def attacked_set(model: DetectedClassifier, spec: DetectorSpec, x: torch.Tensor, y: torch.Tensor, seed: int) -> torch.Tensor:
+    """Twins of `x` from the on-the-fly adversary of a dynamic or adaptive `spec` against the current detector."""
+    made = dynamic_validation_set if spec.mode == "dynamic" else adaptive_validation_set
+    return made(model, spec, x, y, seed)
+
+
 def validation_detectability(model: DetectedClassifier, spec: DetectorSpec, data: TrainingData, seed: int) -> float:
-    """Detectability on the validation images: against the precomputed twins (static) or a fresh dynamic attack."""
-    adv = data.val_adv if spec.mode == "static" else dynamic_validation_set(model, spec, data.val_x, data.val_y, seed)
+    """Detectability on the validation images: against the precomputed twins (static) or a fresh attack."""
+    adv = data.val_adv if spec.mode == "static" else attacked_set(model, spec, data.val_x, data.val_y, seed)
     device = data.val_x.device
     return detectability(model.detector_logit, data.val_x, adv, spec.eval_batch_size, device, seed)
 
@@ -138,9 +146,12 @@ def train_detector(model: DetectedClassifier, spec: DetectorSpec, data: Training
         began = time.time()
         # Seeded per epoch, so a resumed run sees the batches it would have seen.
         gen = torch.Generator(device).manual_seed(seed * 1000 + epoch)
-        batches = static_batches(data, spec.batch_size, gen) if spec.mode == "static" else dynamic_batches(model, spec, data, gen)
+        batches = {"static": lambda: static_batches(data, spec.batch_size, gen),
+                   "dynamic": lambda: dynamic_batches(model, spec, data, gen),
+                   "adaptive": lambda: adaptive_batches(model, spec, data, gen, epoch)}[spec.mode]()
         total = -(-len(data.train_x) * (2 if spec.mode == "static" else 1) // spec.batch_size)
-        detector.train()
+        # Adaptive training keeps BN in eval mode, so its attack and its step see the same network (see adaptive.py).
+        detector.train(spec.mode != "adaptive")
         loss_sum, correct, seen = 0.0, 0, 0
         bar = tqdm(batches, total=total, desc=f"{spec.name} epoch {epoch + 1}/{spec.epochs}", leave=False)
         for x, target in bar:

@@ -4,14 +4,17 @@ from __future__ import annotations
 from trainer.attacks import AttackSpec, run_attack
 from trainer.attacks.report import predict
 from trainer.detect import attach, ensure_detector
-from trainer.detect.evaluate import detectability
+from trainer.detect.evaluate import detectability, wilson_interval
 from trainer.experiments import plots
 from trainer.experiments.grid import cached_result, classifier_accuracy, grid_detector_spec, out_dir, test_set
 
 
 def fig5(ctx) -> dict:
     """For each sigma and detector: classifier accuracy under the attack, and detectability counting only the
-    adversarial examples that cause a misclassification (with their originals), as the paper does."""
+    adversarial examples that cause a misclassification (with their originals), as the paper does.
+
+    High sigmas fool the classifier on few images, so each detectability comes with the number of
+    images it rests on (2 x fooled) and its 95% Wilson interval."""
     f = ctx.cfg.experiments.fig5
     bs = ctx.cfg.experiments.train.eval_batch_size
 
@@ -31,10 +34,10 @@ def fig5(ctx) -> dict:
                 adv = run_attack(attack, ctx.classifier, x, y, model.detector_logit, batch_size=bs)
                 # Only examples the attack made wrong count: an image the classifier already gets wrong proves nothing.
                 fooled = correct & (predict(ctx.classifier, adv, bs) != y)
-                rows.append({"detector": kind, "sigma": sigma, "accuracy": classifier_accuracy(ctx, adv, y),
-                             "fooled": int(fooled.sum()),
-                             "detectability": detectability(model.detector_logit, x[fooled], adv[fooled], bs, ctx.device)
-                             if fooled.any() else None})
+                n = int(fooled.sum())
+                d = detectability(model.detector_logit, x[fooled], adv[fooled], bs, ctx.device) if n else None
+                rows.append({"detector": kind, "sigma": sigma, "accuracy": classifier_accuracy(ctx, adv, y), "fooled": n,
+                             "detectability": d, "ci95": None if d is None else wilson_interval(round(d * 2 * n), 2 * n)})
         return {"rows": rows, "eps": f.eps, "images": len(x)}
 
     result = cached_result(ctx, "fig5", compute)

@@ -56,19 +56,27 @@ def _fig4(r: dict) -> list[str]:
             "relatively well to DeepFool.", "", *_matrix(r["adversaries"], r["adversaries"], r["values"])]
 
 
+def _with_ci(x: dict) -> str:
+    """Detectability with its 95% interval and the fooled images it rests on."""
+    if x["detectability"] is None:
+        return "-"
+    lo, hi = x.get("ci95") or (None, None)  # results cached before intervals were recorded have none
+    return f"{x['detectability']:.3f}" + ("" if lo is None else f" [{lo:.3f}, {hi:.3f}]") + f" (n={x['fooled']})"
+
+
 def _fig5(r: dict) -> list[str]:
     sigmas = list(dict.fromkeys(x["sigma"] for x in r["rows"]))
     get = {(x["detector"], x["sigma"]): x for x in r["rows"]}
-    rows = [[s, get[("static", s)]["accuracy"], get[("static", s)]["detectability"], get[("dynamic", s)]["accuracy"],
-             get[("dynamic", s)]["detectability"], get[("dynamic", s)]["fooled"]] for s in sigmas]
+    rows = [[s, get[("static", s)]["accuracy"], _with_ci(get[("static", s)]), get[("dynamic", s)]["accuracy"],
+             _with_ci(get[("dynamic", s)])] for s in sigmas]
     static_min = min((x["detectability"] for x in r["rows"] if x["detector"] == "static" and x["detectability"] is not None), default=None)
     dyn_min = min((x["detectability"] for x in r["rows"] if x["detector"] == "dynamic" and x["detectability"] is not None), default=None)
     return [f"Paper (eps=1): the static detector drops close to chance for sigma 0.3-0.4 while accuracy falls below 30%; "
             f"the dynamic detector stays above 70% for every sigma. This run (eps={r['eps']:g}, {r['images']} test images): "
             f"lowest static detectability {_f(static_min)}, lowest dynamic {_f(dyn_min)}. Detectability counts only "
-            "adversarial examples that turn a correct classification into a wrong one, with their originals.", "",
-            *_table(["sigma", "static: accuracy", "static: detectability", "dynamic: accuracy", "dynamic: detectability",
-                     "dynamic: fooled"], rows)]
+            "adversarial examples that turn a correct classification into a wrong one, with their originals; "
+            "[95% Wilson interval] (n = such examples).", "",
+            *_table(["sigma", "static: accuracy", "static: detectability", "dynamic: accuracy", "dynamic: detectability"], rows)]
 
 
 def _adaptive(r: dict) -> list[str]:
