@@ -7,7 +7,7 @@ from trainer.config import Config
 
 
 def test_shipped_configs_validate():
-    for name in ("cifar", "fashion-mnist"):
+    for name in ("cifar", "fashion-mnist", "demo"):
         cfg = load_config(Config, f"configs/{name}.yaml")
         assert cfg.train.momentum == 0.9
 

@@ -142,6 +142,12 @@ def train_detector(model: DetectedClassifier, spec: DetectorSpec, data: Training
         kept = [line for line in metrics.read_text().splitlines() if json.loads(line)["epoch"] <= start]
         metrics.write_text("".join(line + "\n" for line in kept))
     model.classifier.eval()
+    if start == 0 and spec.init_from is not None:
+        # A hardened detector competes with the one it starts from, so selection never ships a less robust one.
+        detector.eval()
+        best_val = validation_detectability(model, spec, data, seed)
+        best_state = {k: v.detach().clone() for k, v in detector.state_dict().items()}
+        log(f"detector {spec.name}: starting from {spec.init_from}, val detectability {best_val:.4f}")
     for epoch in range(start, spec.epochs):
         began = time.time()
         # Seeded per epoch, so a resumed run sees the batches it would have seen.
