@@ -101,6 +101,22 @@ def test_adaptive_training_resists_its_own_attacker_better_than_its_start(run):
     assert ckpt["mode"] == "adaptive" and ckpt["spec"]["eps_range"] == [4.0, 12.0]
 
 
+def test_adaptive_training_keeps_bn_statistics_and_starts_from_its_base(tiny_dataset, classifier_file, tmp_path):
+    base = {**STATIC, **SMALL, "epochs": 1}
+    hardened = {**ADAPTIVE, **SMALL, "epochs": 1, "lr": 1e-3}
+    ctx = make_ctx(tmp_path, classifier_file, tiny_dataset, {"detectors": [base, hardened]})
+    run_detector_stage(ctx)
+    start = checkpoint.load(tmp_path / "detectors" / "static" / "detector.pt")["state_dict"]
+    ckpt = checkpoint.load(tmp_path / "detectors" / "adaptive" / "detector.pt")
+    stats = [k for k in start if k.endswith(("running_mean", "running_var"))]
+    # BN ran in eval mode in the attack and in the step: its statistics are the base detector's.
+    assert stats and all(torch.equal(start[k], ckpt["state_dict"][k]) for k in stats)
+    epochs = [json.loads(line) for line in (tmp_path / "detectors" / "adaptive" / "metrics.jsonl").read_text().splitlines()]
+    # The base detector competed in model selection: the kept one validates at least as well as every epoch.
+    assert ckpt["val_detectability"] >= max(e["val_detectability"] for e in epochs)
+    assert ckpt["mode"] == "adaptive" and ckpt["adversary"]["name"] == "adaptive"
+
+
 def test_rerunning_a_finished_stage_does_no_work(run, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("retrained a finished detector")
