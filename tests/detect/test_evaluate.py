@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainer.detect.evaluate import alert_rate, auroc, calibrate_threshold, detectability, roc, tpr_at_fpr
+from trainer.detect.evaluate import alert_rate, auroc, calibrate_threshold, detectability, roc, tpr_at_fpr, wilson_interval
 
 
 def test_roc_of_separable_and_of_identical_scores():
@@ -31,3 +31,11 @@ def test_calibrated_threshold_gives_at_most_the_requested_fpr(values, fpr):
     p_adv = torch.sigmoid(scores).tolist()
     if len(set(p_adv)) == len(p_adv):  # without ties in p_adv (not logits) it is exact: floor(fpr * n) above
         assert achieved == np.floor(fpr * len(values) + 1e-9) / len(values)
+
+
+def test_wilson_interval_matches_the_closed_form():
+    lo, hi = wilson_interval(0, 10)  # no successes: upper bound z^2 / (n + z^2)
+    assert lo == 0 and abs(hi - 1.96**2 / (10 + 1.96**2)) < 1e-12
+    lo, hi = wilson_interval(5, 10)  # symmetric about 1/2
+    assert abs(lo + hi - 1) < 1e-12 and 0.23 < lo < 0.24
+    assert wilson_interval(0, 0) == (0.0, 1.0)
