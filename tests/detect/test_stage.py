@@ -8,7 +8,6 @@ from trainer import checkpoint
 from trainer.attacks import AttackSpec, run_attack
 from trainer.detect import attach, ensure_detector, run_detector_stage
 from trainer.detect import stage as stage_module
-from trainer.detect.adaptive import adaptive_validation_set
 from trainer.detect.evaluate import detectability
 from trainer.models.build import load_detected_classifier
 
@@ -19,9 +18,8 @@ STATIC = {"name": "static", "adversary": {"name": "iterative_linf", "eps": 8}, "
 # epochs on 400 images it was still near chance against sigma >= 0.5, after 20 it detected > 95%.
 DYNAMIC = {"name": "dynamic", "adversary": {"name": "dynamic", "eps": 8, "alpha": 4}, "point": 2, "mode": "dynamic",
            "init_from": "static", **TRAIN, "train_limit": 400, "epochs": 20, "lr": 2e-3, "betas": [0.9, 0.999]}
-# Adaptive training hardens the static detector against the adaptive attack on itself. With the
-# detector's BN in eval mode Adam needs a small lr: at 3e-4 (and 3e-5) the detector flattened
-# within a few steps (clean logits rose to meet the attacked ones); at 1e-5 it improved.
+# Adaptive training hardens the static detector against the adaptive attack on itself (a small
+# lr: with BN in eval mode larger Adam steps flattened the detector, docs/RESULTS.md).
 ADAPTIVE = {"name": "adaptive", "adversary": {"name": "adaptive", "eps": 8, "threshold": 0.5, "steps": 5, "restarts": 1},
             "point": 2, "mode": "adaptive", "init_from": "static", **TRAIN, "epochs": 2, "lr": 1e-5, "betas": [0.9, 0.999],
             "eps_range": [4, 12], "paper_adversary": {"name": "iterative_linf", "eps": 8}, "paper_share": 0.25}
@@ -30,7 +28,7 @@ ADAPTIVE = {"name": "adaptive", "adversary": {"name": "adaptive", "eps": 8, "thr
 @pytest.fixture(scope="module")
 def run(tiny_dataset, classifier_file, tmp_path_factory):
     ctx = make_ctx(tmp_path_factory.mktemp("run"), classifier_file, tiny_dataset,
-                   {"detectors": [STATIC, DYNAMIC, ADAPTIVE], "deploy": "static", "calibration": {"fpr": 0.05}})
+                   {"detectors": [STATIC, DYNAMIC], "deploy": "static", "calibration": {"fpr": 0.05}})
     run_detector_stage(ctx)
     return ctx
 
@@ -85,20 +83,6 @@ def test_dynamic_training_learns_to_detect_its_adaptive_adversary(run):
 def test_dynamic_detector_resists_the_dynamic_adversary_better_than_the_static_one(run):
     static, dynamic = _vs_dynamic_adversary(run, "static"), _vs_dynamic_adversary(run, "dynamic")
     assert dynamic > static + 0.1, (static, dynamic)
-
-
-def test_adaptive_training_resists_its_own_attacker_better_than_its_start(run):
-    spec = next(d for d in run.cfg.detectors if d.name == "adaptive")
-    x, y = run.dataset.test.images[:100], run.dataset.test.labels[:100]
-    result = {}
-    for name in ("static", "adaptive"):
-        model = attach(run, spec, checkpoint.load(run.run_dir / "detectors" / name / "detector.pt")["state_dict"])
-        adv = adaptive_validation_set(model, spec, x, y, seed=7)  # a fresh attack on each detector itself
-        result[name] = detectability(model.detector_logit, x, adv, 200, run.device)
-    # Each value is a rate over 200 held-out images: its standard error is at most 0.035.
-    assert result["adaptive"] > result["static"] + 0.02, result
-    ckpt = checkpoint.load(run.run_dir / "detectors" / "adaptive" / "detector.pt")
-    assert ckpt["mode"] == "adaptive" and ckpt["spec"]["eps_range"] == [4.0, 12.0]
 
 
 def test_adaptive_training_keeps_bn_statistics_and_starts_from_its_base(tiny_dataset, classifier_file, tmp_path):
