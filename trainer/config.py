@@ -242,16 +242,24 @@ class AuditAttack(Schema):
                                                    "audit.steps/restarts")
 
 
-# The CPU protocol (issue #11): the paper's adversaries with their paper settings, then the attacks that
-# know the detector and its threshold, each with `audit.steps` steps and `audit.restarts` restarts.
+# The CPU protocol (issue #11). Oblivious (they know the classifier): the paper's adversaries with their
+# paper settings, PGD, C&W L2 and a sticker. Adaptive (they know the detector and its threshold too):
+# the hinge attack, selective and orthogonal PGD, C&W's detector-as-class loss and the sticker. Each
+# takes `audit.steps` steps and `audit.restarts` restarts where it has them. Square attack, gradient-free,
+# checks the white-box attacks for gradient masking.
 AUDIT_ATTACKS = [
     AuditAttack(name="fast"),
     AuditAttack(name="iterative_linf", params={"steps": 10, "alpha": 1.0}),
     AuditAttack(name="deepfool_linf", params={"max_iter": 50}),
+    AuditAttack(name="pgd"),
+    AuditAttack(name="carlini_wagner_l2"),
+    AuditAttack(name="patch"),
     AuditAttack(name="adaptive"),
     AuditAttack(name="selective_pgd"),
     AuditAttack(name="orthogonal_pgd"),
     AuditAttack(name="cw_detector_logit"),
+    AuditAttack(name="patch_adaptive"),
+    AuditAttack(name="square_adaptive"),
 ]
 
 

@@ -54,6 +54,9 @@ def report_lines(r: dict) -> list[str]:
                    ["worst case: fooled", *[worst[e]["fooled"] for e in eps]],
                    ["worst case: TPR on fooling images", *[worst[e]["tpr"] for e in eps]]]),
         "",
+        *([f"Stickers (a square patch, unbounded inside; its own threat model, not in the eps curve): worst-case "
+           f"undetected error {_f(worst[None]['undetected'])} over {', '.join(worst[None]['attacks'])}.", ""]
+          if None in worst else []),
         "Per attack and eps (fooled = misclassified within the budget; TPR = flagged among those; size = median "
         f"{r['norm']} of the perturbation):",
         "",
@@ -62,7 +65,7 @@ def report_lines(r: dict) -> list[str]:
                   ", ".join(f"{k}={v}" for k, v in row["params"].items() if k not in ("eps", "threshold"))]
                  for row in r["attacks"]]),
         "",
-        "### TPR against perturbation size (oblivious iterative attack, 10 steps)",
+        "### TPR against perturbation size (oblivious PGD, 10 steps)",
         "",
         "![TPR by size](tpr_by_size.png)",
         "",
