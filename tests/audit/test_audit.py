@@ -18,8 +18,8 @@ AUDIT = {"images": 60, "eps": [4, 16], "steps": 8, "restarts": 2, "batch_size": 
          "tpr_eps": {"linf": [8, 32]},
          "attacks": [{"name": "fast"}, {"name": "iterative_linf", "params": {"steps": 5, "alpha": 2}},
                      {"name": "deepfool_linf", "params": {"max_iter": 5}}, {"name": "adaptive"},
-                     {"name": "square_adaptive", "params": {"queries": 100}},
-                     {"name": "patch", "params": {"steps": 5, "restarts": 1}}]}
+                     {"name": "square_adaptive", "params": {"queries": 50}},
+                     {"name": "patch", "params": {"steps": 3, "restarts": 1}}]}
 
 
 @pytest.fixture(scope="module")

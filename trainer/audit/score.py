@@ -49,4 +49,4 @@ def rate(mask: torch.Tensor, among: torch.Tensor | None = None) -> float | None:
     """Fraction of `among` (default: all) where `mask` holds; None when there is nothing to count."""
     if among is not None:
         mask = mask[among]
-    return mask.float().mean().item() if len(mask) else None
+    return mask.double().mean().item() if len(mask) else None
