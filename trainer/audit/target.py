@@ -42,8 +42,8 @@ def audited_detector(cfg: Config) -> tuple[str, Path]:
 
 
 def load_target(ctx, images: int) -> Target:
-    """The detector `audit.detector` (default: the run's `deploy`; trained, not retrained here) attached to its classifier, and the last
-    `images` images of the test split.
+    """The detector `audit.detector` (default: the run's `deploy`; trained, not retrained here) on its
+    classifier, and the last `images` images of the test split.
 
     The classifier trains on the train split and selects its epoch on val; detectors train, select
     and calibrate their threshold on train/val. Test images appear only in the detectors' reported
