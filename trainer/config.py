@@ -107,21 +107,12 @@ class DetectorSpec(DetectorTraining):
                                                   "drawn from sigma_range); None = adaptive twins only")
     paper_share: float = Field(0.5, ge=0, le=1, description="adaptive mode: fraction of twins made by paper_adversary")
 
-    @field_validator("adversary", "paper_adversary", mode="wrap")
-    @classmethod
-    def _sigma_drawn(cls, value, handler):
-        # Dynamic training draws sigma per image (Sec. 3.3): its adversary is `dynamic` without a sigma,
-        # which AttackSpec alone would reject.
-        if isinstance(value, dict) and value.get("name") == "dynamic" and value.get("sigma") is None:
-            return handler({**value, "sigma": 0.0}).model_copy(update={"sigma": None})
-        return handler(value)
-
     @model_validator(mode="after")
     def _check_mode(self):
         if (self.mode != "static" or self.adversary.name in ("dynamic", "adaptive")) and self.mode != self.adversary.name:
             raise ValueError(f"mode {self.mode} and adversary {self.adversary.name} do not fit: mode dynamic trains against "
                              "adversary `dynamic`, mode adaptive against `adaptive`, mode static against any other")
-        if self.adversary.name == "dynamic" and self.adversary.sigma is not None:
+        if self.adversary.name == "dynamic" and "sigma" in self.adversary.params():
             raise ValueError("dynamic training draws each image's sigma from sigma_range; leave adversary.sigma unset")
         if self.mode == "adaptive":
             self._check_adaptive()
@@ -138,7 +129,7 @@ class DetectorSpec(DetectorTraining):
         if self.eps_range is not None and not 0 < self.eps_range[0] <= self.eps_range[1]:
             raise ValueError(f"eps_range must satisfy 0 < lo <= hi, got {list(self.eps_range)}")
         paper = self.paper_adversary
-        if paper is not None and (paper.name == "adaptive" or (paper.name == "dynamic" and paper.sigma is not None)):
+        if paper is not None and (paper.name == "adaptive" or (paper.name == "dynamic" and "sigma" in paper.params())):
             raise ValueError("paper_adversary is one of the paper's attacks; a dynamic one draws sigma from sigma_range")
 
 
@@ -203,7 +194,7 @@ class Fig5Config(Schema):
     @model_validator(mode="after")
     def _check_attacks(self):
         AttackSpec(name=self.static_adversary, eps=self.eps)
-        AttackSpec(name="dynamic", eps=self.eps, sigma=0.0, **self.params)
+        AttackSpec(name="dynamic", eps=self.eps, **self.params)
         return self
 
 

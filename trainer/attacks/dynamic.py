@@ -13,7 +13,7 @@ from trainer.attacks.iterative import iterate
 
 
 def dynamic(model: nn.Module, detector_logit: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-            y: torch.Tensor, eps: float, sigma: float | torch.Tensor, alpha: float = 0.25,
+            y: torch.Tensor, eps: float, sigma: float | torch.Tensor | None = None, alpha: float = 0.25,
             steps: int | None = None) -> torch.Tensor:
     """x_{n+1} = Clip_eps,x(x_n + alpha * ((1-sigma) sgn(grad J_cls(x_n, y)) + sigma sgn(grad J_det(x_n, 1)))).
 
@@ -22,9 +22,12 @@ def dynamic(model: nn.Module, detector_logit: Callable[[torch.Tensor], torch.Ten
     `steps` defaults to ceil(eps/alpha) + 4: enough to reach the edge of the eps-box where the
     two signs agree, plus Kurakin et al.'s four extra steps; pixels where they disagree move by
     only |1 - 2 sigma| alpha per step. With sigma = 0 this is exactly `iterative_linf`. `sigma`
-    may also be a tensor [N] giving each sample its own weight.
+    may also be a tensor [N] giving each sample its own weight; None draws each sample's from
+    U[0, 1], the adversary that dynamic training faces (Sec. 3.3).
     """
     steps = math.ceil(eps / alpha) + 4 if steps is None else steps
+    if sigma is None:
+        sigma = torch.rand(len(x), device=x.device)
     classifier_only = not torch.is_tensor(sigma) and sigma == 0
     if torch.is_tensor(sigma):
         sigma = per_sample(sigma.to(x), x)

@@ -1,16 +1,18 @@
 """Attacks by name, so configs can say `{name: iterative_l2, eps: 40}`; batched runs over whole sets."""
 from __future__ import annotations
 
+import functools
 import inspect
 from functools import partial
-from typing import Callable, Literal, Optional
+from types import UnionType
+from typing import Annotated, Any, Callable, Union, get_args, get_origin, get_type_hints
 
 import torch
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic.fields import FieldInfo
 from torch import nn
 from tqdm import tqdm
 
-from common.config import Schema
 from trainer.attacks._ops import evaluating, model_device, module_of
 from trainer.attacks.adaptive import adaptive
 from trainer.attacks.cw import carlini_wagner_l2, cw_detector_logit
@@ -48,6 +50,33 @@ _DATA_ARGS = ("model", "detector_logit", "x", "y")
 # Attacks that stop as soon as the prediction changes, so their results lie just past the boundary.
 STOP_AT_BOUNDARY = {"deepfool_l2", "deepfool_linf"}
 
+# Bounds and meanings of parameter names the attacks share; a parameter not listed here is
+# still accepted with its signature's type and default. Types and defaults come from each
+# attack's signature (`parameter_model`), so adding an attack to ATTACKS is all it takes.
+_RULES: dict[str, FieldInfo] = {
+    "eps": Field(gt=0, description="budget: l_inf or l_2 radius in 0..255 units"),
+    "alpha": Field(gt=0, description="step size of iterative methods, in 0..255 units"),
+    "steps": Field(gt=0, description="gradient steps"),
+    "sigma": Field(ge=0, le=1, description="weight of the detector's gradient; unset: drawn per image from U[0, 1]"),
+    "overshoot": Field(ge=0, description="relative step past the linearised boundary"),
+    "max_iter": Field(gt=0, description="iterations before giving up"),
+    "linf_cap": Field(gt=0, description="bound on the total l_inf change (Sec. 4.2: 6)"),
+    "restarts": Field(gt=0, description="random restarts"),
+    "threshold": Field(gt=0, lt=1, description="the deployed p_adv threshold"),
+    "margin": Field(ge=0, description="hinge margin in logits"),
+    "confidence": Field(ge=0, description="C&W: kappa, the margin sought in logits"),
+    "binary_steps": Field(gt=0, description="carlini_wagner_l2: binary search steps on c"),
+    "c": Field(gt=0, description="carlini_wagner_l2: initial weight of the margin loss"),
+    "lr": Field(gt=0, description="carlini_wagner_l2: Adam's learning rate"),
+    "area": Field(gt=0, le=1, description="patch: the sticker's share of the frame"),
+    "queries": Field(gt=0, description="square: model evaluations per image"),
+    "p_init": Field(gt=0, le=1, description="square: initial share of a square window"),
+}
+# The order parameters had in attack keys before each attack had its own model. Cached attack
+# sets and experiment detectors are named by attack_key, so it must not change for them.
+_KEY_ORDER = ["eps", "alpha", "steps", "sigma", "overshoot", "max_iter", "linf_cap", "restarts", "threshold", "norm",
+              "margin", "confidence", "binary_steps", "c", "lr", "area", "queries", "p_init"]
+
 
 def _parameters(name: str) -> dict[str, inspect.Parameter]:
     """The budget/hyper-parameters an attack takes: its signature minus data arguments and fixed keywords."""
@@ -61,55 +90,72 @@ def accepted_parameters(name: str) -> set[str]:
     return set(_parameters(name))
 
 
+def _config_type(hint: Any) -> Any:
+    """A signature's type without its tensor alternatives (per-image values only code can pass)."""
+    if get_origin(hint) in (Union, UnionType):
+        kept = tuple(a for a in get_args(hint) if a is not torch.Tensor)
+        return Union[kept] if len(kept) > 1 else kept[0]
+    return hint
+
+
+@functools.cache
+def parameter_model(name: str) -> type[BaseModel]:
+    """The typed parameters of attack `name`, read off its signature: types, defaults, required ones."""
+    fn = ATTACKS[name]
+    hints = get_type_hints(fn.func if isinstance(fn, partial) else fn)
+    fields = {k: (Annotated[_config_type(hints[k]), _RULES.get(k, Field())],
+                  ... if p.default is inspect.Parameter.empty else p.default)
+              for k, p in _parameters(name).items()}
+    return create_model(f"{name}_parameters", __config__=ConfigDict(extra="forbid"), **fields)
+
+
 def needs_detector(name: str) -> bool:
     """Whether the attack also differentiates through the detector (dynamic, adaptive)."""
     return "detector_logit" in inspect.signature(ATTACKS[name]).parameters
 
 
-class AttackSpec(Schema):
-    """One adversary and its parameters, in the paper's 0..255 units; unset parameters take the attack's defaults."""
+class AttackSpec(BaseModel):
+    """One adversary by `name` and the parameters it was given, in the paper's 0..255 units.
 
+    The parameters are validated by the attack's own model (`parameter_model`), so an unknown
+    or misplaced one is an error naming the attack. Unset parameters (or None) take the
+    attack's defaults; set ones read as attributes, e.g. `spec.eps`.
+    """
+
+    model_config = ConfigDict(extra="allow")
     name: str = Field(description=f"one of {', '.join(ATTACKS)}")
-    eps: Optional[float] = Field(None, gt=0, description="budget: l_inf or l_2 radius in 0..255 units")
-    alpha: Optional[float] = Field(None, gt=0, description="step size of iterative methods")
-    steps: Optional[PositiveInt] = None
-    sigma: Optional[float] = Field(None, ge=0, le=1, description="dynamic: weight of the detector's gradient")
-    overshoot: Optional[float] = Field(None, ge=0, description="deepfool")
-    max_iter: Optional[PositiveInt] = Field(None, description="deepfool")
-    linf_cap: Optional[float] = Field(None, gt=0, description="deepfool: bound on the total l_inf change (Sec. 4.2: 6)")
-    restarts: Optional[PositiveInt] = Field(None, description="adaptive")
-    threshold: Optional[float] = Field(None, gt=0, lt=1, description="adaptive: the deployed p_adv threshold")
-    norm: Optional[Literal["l2", "linf"]] = Field(None, description="adaptive")
-    margin: Optional[float] = Field(None, ge=0, description="adaptive: hinge margin in logits")
-    confidence: Optional[float] = Field(None, ge=0, description="C&W: kappa, the margin sought in logits")
-    binary_steps: Optional[PositiveInt] = Field(None, description="carlini_wagner_l2: binary search steps on c")
-    c: Optional[float] = Field(None, gt=0, description="carlini_wagner_l2: initial weight of the margin loss")
-    lr: Optional[float] = Field(None, gt=0, description="carlini_wagner_l2: Adam's learning rate")
-    area: Optional[float] = Field(None, gt=0, le=1, description="patch: the sticker's share of the frame")
-    queries: Optional[PositiveInt] = Field(None, description="square: model evaluations per image")
-    p_init: Optional[float] = Field(None, gt=0, le=1, description="square: initial share of a square window")
 
-    @model_validator(mode="after")
-    def _fits_attack(self) -> "AttackSpec":
-        if self.name not in ATTACKS:
-            raise ValueError(f"unknown attack {self.name!r}; known: {', '.join(ATTACKS)}")
-        accepted = _parameters(self.name)
-        extra = sorted(set(self.params()) - set(accepted))
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_parameters(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        name = data.get("name")
+        if name not in ATTACKS:
+            raise ValueError(f"unknown attack {name!r}; known: {', '.join(ATTACKS)}")
+        given = {k: v for k, v in data.items() if k != "name" and v is not None}
+        model = parameter_model(name)
+        extra = sorted(set(given) - set(model.model_fields))
         if extra:
-            raise ValueError(f"{self.name} takes no {', '.join(extra)}; it takes {', '.join(accepted)}")
-        missing = [k for k, p in accepted.items() if p.default is inspect.Parameter.empty and k not in self.params()]
-        if missing:
-            raise ValueError(f"{self.name} needs {', '.join(missing)}")
-        return self
+            raise ValueError(f"{name} takes no {', '.join(extra)}; it takes {', '.join(model.model_fields)}")
+        try:
+            typed = model(**given)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            what = "needs" if err["type"] == "missing" else "got a bad"
+            raise ValueError(f"{name} {what} {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        return {"name": name, **{k: getattr(typed, k) for k in given}}
 
     def params(self) -> dict:
         """The keyword arguments to pass to the attack (the parameters that were set)."""
-        return self.model_dump(exclude={"name"}, exclude_none=True)
+        return dict(self.__pydantic_extra__ or {})
 
 
 def attack_key(spec: AttackSpec) -> str:
     """Stable, filename-safe name of an attack and its set parameters, e.g. 'iterative_l2-eps40'."""
-    parts = [f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}" for k, v in spec.params().items()]
+    params = spec.params()
+    order = [k for k in _KEY_ORDER if k in params] + [k for k in params if k not in _KEY_ORDER]
+    parts = [f"{k}{params[k]:g}" if isinstance(params[k], float) else f"{k}{params[k]}" for k in order]
     return "-".join([spec.name, *parts])
 
 

@@ -80,9 +80,9 @@ def ensure_detector(ctx, spec: DetectorSpec) -> dict:
     done = out / "detector.pt"
     if done.exists():
         ckpt = checkpoint.load(done, ctx.device)
-        if {k: ckpt.get(k) for k in stamp} == stamp:
+        if _unset_dropped({k: ckpt.get(k) for k in stamp}) == stamp:
             return ckpt
-    if (out / "spec.json").exists() and json.loads((out / "spec.json").read_text()) != stamp:
+    if (out / "spec.json").exists() and _unset_dropped(json.loads((out / "spec.json").read_text())) != stamp:
         print(f"detector {spec.name}: config or classifier changed, training it again")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -115,6 +115,15 @@ def ensure_detector(ctx, spec: DetectorSpec) -> dict:
     checkpoint.save(ckpt, done)
     (out / "train_state.pt").unlink(missing_ok=True)
     return ckpt
+
+
+def _unset_dropped(stamp: dict) -> dict:
+    """`stamp` with its adversary's unset (None) parameters left out, as AttackSpec dumps them today;
+    stamps written before it listed every attack's parameters, mostly as None."""
+    adversary = (stamp.get("spec") or {}).get("adversary")
+    if not isinstance(adversary, dict):
+        return stamp
+    return {**stamp, "spec": {**stamp["spec"], "adversary": {k: v for k, v in adversary.items() if v is not None}}}
 
 
 def training_data(ctx, spec: DetectorSpec) -> TrainingData:

@@ -62,8 +62,7 @@ def dynamic_attack(model: DetectedClassifier, adversary: AttackSpec, x: torch.Te
     The attack runs the detector in eval mode (and restores its mode), so its forward passes
     do not move the BN statistics being trained.
     """
-    params = {k: v for k, v in adversary.params().items() if k != "sigma"}
-    return dynamic(model.classifier, model.detector_logit, x, y, sigma=sigma, **params).detach()
+    return dynamic(model.classifier, model.detector_logit, x, y, **{**adversary.params(), "sigma": sigma}).detach()
 
 
 def draw_sigmas(spec: DetectorSpec, n: int, gen: torch.Generator) -> torch.Tensor:

@@ -29,7 +29,7 @@ def adaptive_attack(ctx) -> dict | None:
         ckpt = ensure_detector(ctx, spec)
         model = attach(ctx, spec, ckpt["state_dict"])
         x, y = test_set(ctx, a.test_limit)
-        eps = a.eps or spec.adversary.eps
+        eps = a.eps or spec.adversary.params().get("eps")
         threshold = ckpt["threshold"]
         reference = spec.adversary.model_dump(exclude_none=True) | ({"sigma": 0.5} if spec.mode == "dynamic" else {})
         attacks = {"clean": None, "training adversary": AttackSpec(**{**reference, "eps": eps}),

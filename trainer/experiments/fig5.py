@@ -21,7 +21,8 @@ def fig5(ctx) -> dict:
     def compute():
         x, y = test_set(ctx, f.test_limit)
         static = grid_detector_spec(ctx, AttackSpec(name=f.static_adversary, eps=f.eps), f.point)
-        dynamic = grid_detector_spec(ctx, {"name": "dynamic", "eps": f.eps, **f.params}, f.point, "dynamic", f.dynamic_train)
+        dynamic = grid_detector_spec(ctx, AttackSpec(name="dynamic", eps=f.eps, **f.params), f.point, "dynamic",
+                                     f.dynamic_train)
         if f.harden_static:
             dynamic = dynamic.model_copy(update={"init_from": static.name})
         specs = {"static": static, "dynamic": dynamic}  # in this order: the static one must exist to harden it

@@ -43,18 +43,16 @@ def cached_json(path: Path, stamp: dict, compute: Callable[[], dict]) -> dict:
 
 def label(spec: AttackSpec) -> str:
     """How an attack appears in figures and tables, e.g. 'iterative_l2 eps=40'."""
-    return spec.name if spec.eps is None else f"{spec.name} eps={spec.eps:g}"
+    eps = spec.params().get("eps")
+    return spec.name if eps is None else f"{spec.name} eps={eps:g}"
 
 
-def grid_detector_spec(ctx, adversary: AttackSpec | dict, point: int, mode: str = "static",
+def grid_detector_spec(ctx, adversary: AttackSpec, point: int, mode: str = "static",
                        train: Optional[DetectorTraining] = None) -> DetectorSpec:
     """The spec of the experiments' detector for `adversary` at AD(point); the name is the cache key Figs. 2-5 share.
 
-    `adversary` is a dict for dynamic mode, whose attack has no sigma until training draws one;
     `train` replaces `experiments.train`.
     """
-    if isinstance(adversary, AttackSpec):
-        adversary = adversary.model_dump(exclude_none=True)
     spec = DetectorSpec(name="pending", adversary=adversary, point=point, mode=mode,
                         **(train or ctx.cfg.experiments.train).model_dump())
     return spec.model_copy(update={"name": f"x-{mode}-{attack_key(spec.adversary)}-ad{point}"})
