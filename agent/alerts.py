@@ -16,7 +16,7 @@ import numpy as np
 
 from agent.config import AlertConfig
 from agent.metrics import Metrics
-from common.manifest import write_atomic
+from common.files import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from agent.logs import setup_logging
 from agent.model import Detector, verify_model
 from agent.preflight import preflight
 from agent.scoring import LabelledScore
-from common.config import ConfigError
+from common.errors import UserError
 from common.robustness import describe as describe_robustness
 
 log = logging.getLogger("agent")
@@ -49,7 +49,7 @@ def _fail(message: str) -> None:
 def _load(config: Optional[Path], overrides: Optional[list[str]]) -> AgentConfig:
     try:
         return load_agent_config(config, overrides or [])
-    except ConfigError as exc:
+    except UserError as exc:
         _fail(str(exc))
 
 
@@ -81,7 +81,7 @@ def watch(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Opt
             raise AgentError("--labels scores the replay of one camera; give one --source")
         score = LabelledScore.load(labels) if labels else None
         runner = Watch(cfg, model, cameras, stop=stop, score=score)
-    except AgentError as exc:
+    except UserError as exc:
         _fail(str(exc))
     summary = runner.run(max_frames)
     lines = [f"summary: {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.0f} fps), "
@@ -122,7 +122,7 @@ def check(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Opt
             except AgentError as exc:
                 raise AgentError(f"camera {c.name}: {exc}") from None
         broker = preflight(cfg, agent_name(cfg, cameras))
-    except AgentError as exc:
+    except UserError as exc:
         _fail(str(exc))
     a, s = cfg.alerts, cfg.sinks
     threshold = a.threshold if a.threshold is not None else info.threshold

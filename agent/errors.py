@@ -1,7 +1,8 @@
 """Errors that end the agent with one line on stderr and exit code 2."""
+from common.errors import UserError
 
 
-class AgentError(Exception):
+class AgentError(UserError):
     """A bad input (model, source, config) the user must fix; the message is one line."""
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import json
 import logging
 import re
 import warnings
@@ -20,9 +19,9 @@ import onnxruntime as ort
 
 from agent.config import InferenceConfig
 from agent.errors import ModelError
-from common.contract import ContractError, check_metadata
 from common.frames import model_input
-from common.manifest import ManifestError, check_manifest, manifest_path
+from common.manifest import check_manifest, manifest_path
+from common.metadata import MetadataError, ModelMetadata
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +56,13 @@ class ModelInfo:
 def _parse_metadata(meta: dict[str, str], where: str) -> dict:
     """The fields the agent acts on, from metadata that satisfies the contract."""
     try:
-        check_metadata(meta)
-    except ContractError as exc:
+        m = ModelMetadata.from_props(meta)
+    except MetadataError as exc:
         raise ModelError(f"{where}: {exc}") from None
-    return {"class_names": [str(n) for n in json.loads(meta["class_names"])],
-            "height": int(meta["input_height"]), "width": int(meta["input_width"]),
-            "channels": int(meta["input_channels"]), "color_order": meta["color_order"],
-            "interpolation": INTERPOLATIONS[meta["resize_interpolation"]], "threshold": float(meta["threshold"]),
-            "familiarity_threshold": float(json.loads(meta["familiarity"])["threshold"]) if "familiarity" in meta else None}
+    return {"class_names": m.class_names, "height": m.input_height, "width": m.input_width,
+            "channels": m.input_channels, "color_order": m.color_order,
+            "interpolation": INTERPOLATIONS[m.resize_interpolation], "threshold": m.threshold,
+            "familiarity_threshold": None if m.familiarity is None else m.familiarity.threshold}
 
 
 def verify_model(path: str | Path, pinned_sha256: str | None = None) -> ModelInfo:
@@ -75,10 +73,7 @@ def verify_model(path: str | Path, pinned_sha256: str | None = None) -> ModelInf
     graph itself is checked when the session is created (`Detector`).
     """
     path = Path(path)
-    try:
-        manifest = check_manifest(path)
-    except ManifestError as exc:
-        raise ModelError(str(exc)) from None
+    manifest = check_manifest(path)  # a ManifestError is a UserError, as a ModelError is
     sha, size, metadata = manifest["sha256"], manifest["size"], manifest["metadata"]
     if pinned_sha256 is not None and sha != pinned_sha256:
         raise ModelError(f"model {path} sha256 {sha[:12]}... is not the pinned model.sha256 {pinned_sha256[:12]}...")

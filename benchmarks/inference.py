@@ -24,9 +24,10 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from export.compare import auroc, session_outputs
+from export.compare import session_outputs
+from trainer.detect.evaluate import auroc
 from export.graph import FramesToImages, FusedGraph, to_onnx
-from export.rundir import load_run
+from trainer.rundir import load_run
 from export.variants import to_int8
 from trainer.models import DetectedClassifier, ResNet, build_detector
 from trainer.models.detector import ARCHS

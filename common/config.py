@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from common.errors import UserError
+
 T = TypeVar("T", bound=BaseModel)
 
 # Far above any real config; an alias bomb (anchors referencing anchors) expands past it
@@ -19,7 +21,7 @@ T = TypeVar("T", bound=BaseModel)
 MAX_YAML_NODES = 100_000
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that cannot be used; the message is one line meant for the user."""
 
 

@@ -5,14 +5,14 @@ it uses the standard library only: the agent's runtime set has no torch and no o
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 
+from common.errors import UserError
+from common.files import sha256_file, write_atomic
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """A model that its manifest does not vouch for; one-line message."""
 
 
@@ -20,30 +20,6 @@ def manifest_path(model: str | Path) -> Path:
     """`MODEL.onnx.manifest.json` next to `MODEL.onnx`."""
     model = Path(model)
     return model.with_name(model.name + ".manifest.json")
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write `data` through a temp file and rename, so a crash never leaves half a file under `path`."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # e.g. a full disk: leave neither a partial file nor a stray temp file
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_manifest(model: str | Path, metadata: dict[str, str]) -> Path:

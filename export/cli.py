@@ -5,13 +5,14 @@ Errors are one line `error: ...` on stderr with exit code 2, never a traceback.
 """
 from __future__ import annotations
 
-import contextlib
 import enum
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import typer
 
+from common.errors import reported
+from common.metadata import PRECISIONS
 from export.errors import ExportError
 
 app = typer.Typer(
@@ -21,28 +22,13 @@ app = typer.Typer(
 )
 
 
-class Precision(str, enum.Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8 = "int8"
+Precision = enum.Enum("Precision", {p: p for p in PRECISIONS}, type=str)  # the contract's list, as choices
 
 
 RUN_HELP = "Run directory written by `trainer` (classifier.pt, detectors/<NAME>/detector.pt)."
 ATOL_HELP = "fp32: largest allowed |difference| of probs and p_adv between ONNX Runtime and PyTorch."
 AUROC_HELP = "fp16/int8: largest allowed drop of the AUROC of p_adv (clean vs adversarial) below fp32."
 AGREE_HELP = "fp16/int8: smallest allowed fraction of alert decisions equal to fp32's at the shipped threshold."
-
-
-@contextlib.contextmanager
-def _errors() -> Iterator[None]:
-    """Turn expected failures into the report so far, then `error: ...` and exit code 2."""
-    try:
-        yield
-    except ExportError as exc:
-        for line in exc.report:
-            typer.echo(line)
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 def _tolerances(atol: float, max_auroc_drop: float, min_agreement: float):
@@ -72,7 +58,7 @@ def onnx_command(
                                "(never overrides fp32 parity)."),
 ) -> None:
     """Export RUN's classifier + detector as one fused graph, verify it against PyTorch, write it + manifest."""
-    with _errors():
+    with reported():
         from export.pipeline import export_onnx  # noqa: PLC0415 - torch is slow to import; --help need not wait
 
         _, report = export_onnx(run, detector, out, precision.value,
@@ -94,7 +80,7 @@ def verify_command(
     min_agreement: float = typer.Option(0.99, "--min-agreement", help=AGREE_HELP),
 ) -> None:
     """Check FILE: manifest sha256, onnx.checker, signature, metadata, a smoke run, and (with --run) PyTorch parity."""
-    with _errors():
+    with reported():
         from export.verify import verify_file  # noqa: PLC0415
 
         tolerances = _tolerances(atol, max_auroc_drop, min_agreement) if run is not None else None

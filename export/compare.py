@@ -13,7 +13,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from export.rundir import EvalImages, Run
+from trainer.detect.evaluate import auroc
+from trainer.rundir import EvalImages, Run
 
 BATCH = 64  # images per inference call; bounds memory on large eval sets
 
@@ -65,17 +66,6 @@ class Comparison:
         out.append(f"  AUROC of p_adv  PyTorch {self.auroc[0]:.4f}   {self.precision} {self.auroc[1]:.4f}{note}")
         out += [f"  FAIL: {failure}" for failure in self.failures]
         return out
-
-
-def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with average ranks for ties)."""
-    scores = np.concatenate([negatives, positives]).astype(np.float64)
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)
-    average_rank = ends - (counts - 1) / 2.0  # 1-based rank shared by each group of tied scores
-    ranks = average_rank[inverse]
-    n_neg, n_pos = len(negatives), len(positives)
-    return float((ranks[n_neg:].sum() - n_pos * (n_pos + 1) / 2.0) / (n_neg * n_pos))
 
 
 def to_frames(images: np.ndarray) -> np.ndarray:

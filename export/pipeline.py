@@ -6,19 +6,19 @@ check leaves no file the agent would accept: without a manifest it refuses the m
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from common.contract import PRECISIONS
+from common.files import atomic_path
 from common.manifest import manifest_path, write_manifest
+from common.metadata import PRECISIONS
 from common.robustness import describe as describe_robustness
 from export import metadata
 from export.compare import Tolerances, compare, reference_scores, to_frames
 from export.errors import ExportError
 from export.graph import FusedGraph, to_onnx
-from export.rundir import load_run
+from trainer.rundir import load_run
 from export.variants import convert
 from export.verify import check_file, open_session
 from trainer.familiarity import Unfamiliarity
@@ -43,7 +43,7 @@ def export_onnx(run_dir: str | Path, detector: str | None = None, out: str | Pat
     meta = metadata.build(run, precision)  # before the slow part: a checkpoint lacking a field fails now
     out = Path(out) if out is not None else default_out(run_dir, run.detector_name, precision)
     report = [f"run {run.dir}, detector {run.detector_name} at AD({run.detector_ckpt['point']}), "
-              f"input {'x'.join(map(str, run.input_shape))}", f"robustness: {describe_robustness(meta)}"]
+              f"input {'x'.join(map(str, run.input_shape))}", f"robustness: {describe_robustness(meta.to_props())}"]
 
     familiarity, outputs = None, ["probs", "p_adv"]
     if run.familiarity is not None:
@@ -64,9 +64,7 @@ def export_onnx(run_dir: str | Path, detector: str | None = None, out: str | Pat
         model = convert(fp32, precision, frames)
     metadata.attach(model, meta)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
+    with atomic_path(out) as tmp:  # renamed into place only if every check below passes
         tmp.write_bytes(model.SerializeToString())
         _, session = check_file(tmp)
         result = compare(session, run, reference, precision, tolerances)
@@ -79,9 +77,6 @@ def export_onnx(run_dir: str | Path, detector: str | None = None, out: str | Pat
         # The old manifest goes first: between the rename and the new manifest, the agent sees
         # a model without a manifest (refused), never a new model with a stale manifest.
         manifest_path(out).unlink(missing_ok=True)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    write_manifest(out, meta)
+    write_manifest(out, meta.to_props())
     report.append(f"wrote {out} and {manifest_path(out).name}")
     return out, report

@@ -6,7 +6,6 @@ then, given the run, the comparison with PyTorch.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,9 +13,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from common.manifest import check_manifest
+from common.metadata import MetadataError, ModelMetadata
 from export import metadata
 from export.errors import ExportError
-from common.manifest import ManifestError, check_manifest
 
 if TYPE_CHECKING:  # verify without a run must not import torch, which export.compare does
     from export.compare import Tolerances
@@ -39,18 +39,17 @@ def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
     return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in value.type.tensor_type.shape.dim]
 
 
-def check_signature(model: onnx.ModelProto, meta: dict[str, str]) -> None:
+def check_signature(model: onnx.ModelProto, meta: ModelMetadata) -> None:
     """The graph's inputs and outputs are exactly the contract's, with the metadata's sizes."""
     inputs = {v.name: v for v in model.graph.input}
     outputs = {v.name: v for v in model.graph.output}
-    expected = {"probs", "p_adv"} | ({"unfamiliarity"} if "familiarity" in meta else set())
+    expected = {"probs", "p_adv"} | ({"unfamiliarity"} if meta.familiarity is not None else set())
     if set(inputs) != {"frames"} or set(outputs) != expected:
         raise ExportError(f"graph has inputs {sorted(inputs)} and outputs {sorted(outputs)}, "
                           f"expected frames -> {', '.join(sorted(expected))}")
-    classes = len(json.loads(meta["class_names"]))
     want = {
-        "frames": (onnx.TensorProto.UINT8, [int(meta["input_height"]), int(meta["input_width"]), int(meta["input_channels"])]),
-        "probs": (onnx.TensorProto.FLOAT, [classes]),
+        "frames": (onnx.TensorProto.UINT8, [meta.input_height, meta.input_width, meta.input_channels]),
+        "probs": (onnx.TensorProto.FLOAT, [len(meta.class_names)]),
         "p_adv": (onnx.TensorProto.FLOAT, []),
         "unfamiliarity": (onnx.TensorProto.FLOAT, []),
     }
@@ -63,13 +62,13 @@ def check_signature(model: onnx.ModelProto, meta: dict[str, str]) -> None:
                               f"{dims}, expected {onnx.TensorProto.DataType.Name(dtype)} [N, *{rest}] with dynamic N")
 
 
-def smoke_run(session: ort.InferenceSession, meta: dict[str, str]) -> None:
+def smoke_run(session: ort.InferenceSession, meta: ModelMetadata) -> None:
     """Random frames at batch sizes 1 and 7 give well-formed probabilities."""
     rng = np.random.default_rng(0)
-    shape = int(meta["input_height"]), int(meta["input_width"]), int(meta["input_channels"])
+    shape = meta.input_height, meta.input_width, meta.input_channels
     for n in SMOKE_BATCHES:
         probs, p_adv = session.run(["probs", "p_adv"], {"frames": rng.integers(0, 256, (n, *shape), dtype=np.uint8)})
-        if probs.shape != (n, len(json.loads(meta["class_names"]))) or p_adv.shape != (n,):
+        if probs.shape != (n, len(meta.class_names)) or p_adv.shape != (n,):
             raise ExportError(f"batch of {n}: outputs have shapes {probs.shape} and {p_adv.shape}")
         # 1e-2: fp16 sums drift, but a broken softmax/sigmoid is off by far more
         if not (np.isfinite(probs).all() and np.isfinite(p_adv).all()
@@ -77,15 +76,14 @@ def smoke_run(session: ort.InferenceSession, meta: dict[str, str]) -> None:
             raise ExportError(f"batch of {n}: outputs are not probabilities")
 
 
-def check_file(path: Path) -> tuple[dict[str, str], ort.InferenceSession]:
+def check_file(path: Path) -> tuple[ModelMetadata, ort.InferenceSession]:
     """onnx.checker, the contract's signature and metadata, and a smoke run; returns (metadata, session)."""
     try:
         onnx.checker.check_model(str(path), full_check=True)
         model = onnx.load(path)
     except Exception as exc:  # checker and protobuf parse errors; both mean "not a valid model"
         raise ExportError(f"{path} is not a valid ONNX model: {str(exc).strip().splitlines()[0]}") from None
-    meta = metadata.read(model)
-    metadata.check(meta)
+    meta = ModelMetadata.from_props(metadata.read(model))
     check_signature(model, meta)
     session = open_session(path)
     smoke_run(session, meta)
@@ -96,24 +94,25 @@ def verify_file(path: str | Path, run_dir: str | Path | None = None, detector: s
                 tolerances: Tolerances | None = None) -> list[str]:
     """`export verify`: raise `ExportError` on any problem, else return the report's lines."""
     path = Path(path)
-    try:
-        manifest = check_manifest(path)
-    except ManifestError as exc:
-        raise ExportError(str(exc)) from None
+    manifest = check_manifest(path)
     meta, session = check_file(path)
-    if manifest["metadata"] != meta:
+    try:
+        listed = ModelMetadata.from_props(manifest["metadata"])
+    except MetadataError as exc:
+        raise ExportError(f"manifest of {path}: {exc}") from None
+    if listed != meta:
         raise ExportError(f"the metadata in {path} differs from its manifest's")
     lines = [f"{path}: sha256 matches manifest, onnx.checker ok, signature and metadata ok, "
-             f"batches {' and '.join(map(str, SMOKE_BATCHES))} run ({meta['precision']}, {meta['attach_point']})"]
+             f"batches {' and '.join(map(str, SMOKE_BATCHES))} run ({meta.precision}, {meta.attach_point})"]
     if run_dir is None:
         return lines + ["no --run given: PyTorch parity not checked"]
     from export.compare import Tolerances, compare, reference_scores  # torch only when a run is compared
-    from export.rundir import find_detector, load_run
+    from trainer.rundir import find_detector, load_run
 
-    run = load_run(run_dir, detector or find_detector(run_dir, meta["detector_sha256"]))
-    if run.classifier_sha256 != meta["classifier_sha256"] or run.detector_sha256 != meta["detector_sha256"]:
+    run = load_run(run_dir, detector or find_detector(run_dir, meta.detector_sha256))
+    if run.classifier_sha256 != meta.classifier_sha256 or run.detector_sha256 != meta.detector_sha256:
         raise ExportError(f"{path} was not exported from {run_dir} / {run.detector_name} (checkpoint sha256 differ)")
-    result = compare(session, run, reference_scores(run), meta["precision"], tolerances or Tolerances())
+    result = compare(session, run, reference_scores(run), meta.precision, tolerances or Tolerances())
     lines += result.lines()
     if result.failures:
         raise ExportError(f"{path}: " + "; ".join(result.failures), lines)

@@ -1,26 +1,24 @@
 """Saving and loading checkpoints: atomic writes and `weights_only` loads."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from common.manifest import sha256_file as sha256  # noqa: F401  (checkpoints are hashed like models)
+from common.errors import UserError
+from common.files import atomic_path
+from common.files import sha256_file as sha256  # noqa: F401  (checkpoints are hashed like models)
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint that is missing or cannot be read; one-line message."""
 
 
-def save(obj: dict[str, Any], path: str | Path) -> None:
+def save(obj: Any, path: str | Path) -> None:
     """Write `obj` to `path` through a temp file, so an interrupted save never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

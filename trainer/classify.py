@@ -6,10 +6,7 @@ there, so a GPU never waits for a DataLoader. Every epoch ends with a resumable 
 """
 from __future__ import annotations
 
-import json
-import time
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -22,11 +19,9 @@ from trainer.config import Config
 from trainer.data import Dataset
 from trainer.distributed import World, all_reduce_sum, barrier
 from trainer.models.build import build_classifier
+from trainer.loop import train_epochs
 from trainer.models.tapped import TappedClassifier
-
-CLASSIFIER = "classifier.pt"
-LAST = "classifier_last.pt"
-
+from trainer.rundir import RunDir, classifier_stamp
 
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
@@ -49,10 +44,24 @@ def _autocast(cfg: Config, device: torch.device):
 
 
 def train_classifier(cfg: Config, data: Dataset, device: torch.device, world: World) -> dict:
-    """Train (or resume, or just load) the run's classifier; returns the `classifier.pt` dict."""
-    run_dir = Path(cfg.run_dir)
-    if (run_dir / CLASSIFIER).exists():
-        return checkpoint.load(run_dir / CLASSIFIER, device)
+    """Train (or resume, or just load) the run's classifier; returns the `classifier.pt` dict.
+
+    `classifier.pt` records `classifier_stamp(cfg)`: a config that would train another
+    classifier trains it again instead of reusing the old one.
+    """
+    files = RunDir(cfg.run_dir)
+    stamp = classifier_stamp(cfg)
+    if files.classifier.exists():
+        done = checkpoint.load(files.classifier, device)
+        if "stamp" not in done:
+            if world.is_main:
+                print(f"classifier: {files.classifier} predates config stamps; reusing it (delete it to retrain)")
+            return done
+        if done["stamp"] == stamp:
+            return done
+        if world.is_main:
+            print("classifier: config changed since it was trained, training it again")
+        barrier(world)  # every process has read the old one before rank 0 replaces it
 
     torch.manual_seed(cfg.seed)
     model = build_classifier(cfg.model, data.channels, data.num_classes).to(device)
@@ -63,25 +72,12 @@ def train_classifier(cfg: Config, data: Dataset, device: torch.device, world: Wo
     opt = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
                           nesterov=False)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=t.lr_milestones, gamma=t.lr_gamma)
-    start, best_val, best_state = 0, -1.0, None
-    if (run_dir / LAST).exists():
-        last = checkpoint.load(run_dir / LAST, device)
-        model.load_state_dict(last["state_dict"])
-        opt.load_state_dict(last["optimizer"])
-        sched.load_state_dict(last["scheduler"])
-        start, best_val, best_state = last["epoch"], last["best_val"], last["best_state"]
-        if world.is_main:
-            _keep_metrics_upto(run_dir / "metrics.jsonl", start)
-            print(f"resuming classifier training at epoch {start + 1}/{t.epochs}")
-
     net = DistributedDataParallel(model) if world.size > 1 else model
     step = torch.compile(net) if (on_gpu and t.compile) else net
     x_train = data.train.images.to(device)
     y_train = data.train.labels.to(device)
-    for epoch in range(start, t.epochs):
-        began = time.time()
-        # Seeded per epoch, so a resumed run sees the same batches it would have seen.
-        gen = torch.Generator(device).manual_seed(cfg.seed * 1000 + epoch)
+
+    def run_epoch(epoch: int, gen: torch.Generator) -> dict:
         order = torch.randperm(len(x_train), generator=gen, device=device)
         order = order[world.rank :: world.size]
         model.train()
@@ -106,35 +102,20 @@ def train_classifier(cfg: Config, data: Dataset, device: torch.device, world: Wo
                 bar.set_postfix(loss=f"{stats[0].item() / stats[2].item():.3f}", acc=f"{stats[1].item() / stats[2].item():.3f}")
         sched.step()
         all_reduce_sum(stats, world)
-        val_acc = accuracy(model, data.val.images, data.val.labels, t.eval_batch_size)
-        if val_acc > best_val:
-            best_val = val_acc
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        record = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": stats[0].item() / stats[2].item(),
-                  "train_acc": stats[1].item() / stats[2].item(), "val_acc": val_acc, "seconds": time.time() - began}
-        if world.is_main:
-            with open(run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-            checkpoint.save({"epoch": epoch + 1, "state_dict": model.state_dict(), "optimizer": opt.state_dict(),
-                             "scheduler": sched.state_dict(), "best_val": best_val, "best_state": best_state},
-                            run_dir / LAST)
-            print(f"epoch {epoch + 1}/{t.epochs}  loss {record['train_loss']:.4f}  train acc {record['train_acc']:.4f}"
-                  f"  val acc {val_acc:.4f}  ({record['seconds']:.1f}s)")
-    model.load_state_dict(best_state)
-    result = _finish(cfg, model, data, best_val)
+        return {"lr": opt.param_groups[0]["lr"], "train_loss": stats[0].item() / stats[2].item(),
+                "train_acc": stats[1].item() / stats[2].item(),
+                "val_acc": accuracy(model, data.val.images, data.val.labels, t.eval_batch_size)}
+
+    best_val = train_epochs(model, {"optimizer": opt, "scheduler": sched}, run_epoch, epochs=t.epochs, seed=cfg.seed,
+                            device=device, select="val_acc", state_path=files.classifier_last,
+                            metrics_path=files.metrics, label="classifier", stamp=stamp, writes=world.is_main)
+    result = {**_finish(cfg, model, data, best_val), "stamp": stamp}
     if world.is_main:
-        checkpoint.save(result, run_dir / CLASSIFIER)
-        (run_dir / LAST).unlink(missing_ok=True)
-        print(f"classifier: best val acc {best_val:.4f}, test acc {result['test_acc']:.4f} -> {run_dir / CLASSIFIER}")
+        checkpoint.save(result, files.classifier)
+        files.classifier_last.unlink(missing_ok=True)
+        print(f"classifier: best val acc {best_val:.4f}, test acc {result['test_acc']:.4f} -> {files.classifier}")
     barrier(world)
     return result
-
-
-def _keep_metrics_upto(path: Path, epoch: int) -> None:
-    """Drop records of epochs after the resumed checkpoint (written before a crash), so none repeats."""
-    if path.exists():
-        lines = [line for line in path.read_text().splitlines() if json.loads(line)["epoch"] <= epoch]
-        path.write_text("".join(line + "\n" for line in lines))
 
 
 def _finish(cfg: Config, model: TappedClassifier, data: Dataset, best_val: float) -> dict:

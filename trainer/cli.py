@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from common.config import ConfigError, load_config
+from common.errors import UserError, reported
 from common.robustness import line as robustness_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -27,17 +28,13 @@ def fit(
     so an interrupted run resumes and a finished one does no work. Under
     `torchrun --nproc-per-node N -m trainer fit ...` the classifier trains with DDP.
     """
-    from trainer.checkpoint import CheckpointError
     from trainer.config import Config
-    from trainer.data import DataError
     from trainer.run import fit as run_fit
 
     try:
-        cfg = load_config(Config, config, list(overrides or []) + ([f"run_dir={run_dir}"] if run_dir else []))
-        run_fit(cfg)
-    except (ConfigError, DataError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from None
+        with reported():
+            cfg = load_config(Config, config, list(overrides or []) + ([f"run_dir={run_dir}"] if run_dir else []))
+            run_fit(cfg)
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         raise typer.Exit(130) from None
@@ -64,12 +61,10 @@ def audit(
     from trainer.audit.stage import audit_run
     from trainer.audit.summary import audit_dir, robustness
     from trainer.audit.target import audited_detector
-    from trainer.checkpoint import CheckpointError
     from trainer.config import Config
-    from trainer.data import DataError
     from trainer.run import open_run
 
-    try:
+    with reported():
         wrong = [o for o in overrides or [] if not o.startswith(("audit.", "device="))]
         if wrong:
             raise ConfigError(f"--set {wrong[0]}: `trainer audit` changes only audit.* and device (retrain with `trainer fit`)")
@@ -78,9 +73,6 @@ def audit(
         cfg = load_config(Config, run / "config.yaml", [*(overrides or []), f"run_dir={run}"])
         audited_detector(cfg)  # before loading data and models: a run with nothing to audit fails at once
         result = audit_run(open_run(cfg))
-    except (ConfigError, DataError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from None
     print(f"robustness: {robustness_line(robustness(result))}")
     print(f"report -> {audit_dir(run) / 'report.md'}; ship it with: python -m export onnx --run {run}")
 
@@ -99,19 +91,12 @@ def demo_stream(
     Feed it to `agent watch --source OUT/frames/%05d.png --labels OUT/labels.json` to see
     alerts fire on the bursts and get detection and false-alarm rates.
     """
-    from export.errors import ExportError
-    from trainer.checkpoint import CheckpointError
-    from trainer.data import DataError
     from trainer.demo_stream import write_demo_stream
 
-    if burst >= period:
-        print("error: --burst must be shorter than --period", file=sys.stderr)
-        raise typer.Exit(2)
-    try:
+    with reported():
+        if burst >= period:
+            raise UserError("--burst must be shorter than --period")
         result = write_demo_stream(run, out, detector, frames, burst, period)
-    except (ConfigError, DataError, CheckpointError, ExportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from None
     print(f"{result['frames']} frames ({len(result['adversarial'])} adversarial, {result['classifier_fooled']:.0%} of them "
           f"fool the classifier) -> {out / 'frames'}; labels -> {out / 'labels.json'}")
 

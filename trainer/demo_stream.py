@@ -16,11 +16,10 @@ import numpy as np
 import torch
 
 from common.config import load_config
-from export.rundir import resolve_detector
 from trainer.attacks import AttackSpec, run_attack
 from trainer.config import Config
 from trainer.data import load_dataset
-from trainer.models.build import load_detected_classifier
+from trainer.rundir import RunDir, load_detected_classifier, resolve_detector
 
 
 def adversarial_frames(frames: int, burst: int, period: int) -> list[int]:
@@ -62,7 +61,7 @@ def write_demo_stream(run_dir: Path, out: Path, detector: str | None = None, fra
     """
     name = resolve_detector(run_dir, detector)
     model, _, det_ckpt = load_detected_classifier(run_dir, name)
-    cfg = load_config(Config, run_dir / "config.yaml")
+    cfg = load_config(Config, RunDir(run_dir).config)
     test = load_dataset(cfg.data).test
     pick = torch.arange(frames) % len(test)
     images, labels = test.images[pick], test.labels[pick]

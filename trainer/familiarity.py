@@ -95,7 +95,7 @@ def ensure(ctx, spec, classifier_sha256: str) -> dict:
     from trainer import checkpoint
     from trainer.detect.data import split_images
 
-    path = ctx.run_dir / "detectors" / spec.name / "familiarity.pt"
+    path = ctx.files.familiarity(spec.name)
     stamp = {"classifier_sha256": classifier_sha256, "point": spec.point, "train_limit": spec.train_limit,
              "val_limit": spec.val_limit, "fpr": FPR, "grid": GRID}
     if path.exists():

@@ -5,7 +5,6 @@ so rerunning a finished config does no work and an interrupted one resumes where
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -13,23 +12,9 @@ import torch
 from common.config import ConfigError, dump_config
 from trainer.classify import train_classifier
 from trainer.config import Config
-from trainer.data import Dataset, load_dataset
+from trainer.data import load_dataset
 from trainer.distributed import World, init_world
-from trainer.models.build import load_classifier
-from trainer.models.tapped import TappedClassifier
-
-
-@dataclass
-class RunContext:
-    """What the stages after the classifier share."""
-
-    cfg: Config
-    run_dir: Path
-    device: torch.device
-    dataset: Dataset
-    classifier: TappedClassifier  # eval mode, frozen
-    classifier_ckpt: dict
-    is_main: bool
+from trainer.rundir import RunContext, RunDir, load_classifier
 
 
 def pick_device(choice: str, world: World) -> torch.device:
@@ -51,7 +36,7 @@ def fit(cfg: Config) -> RunContext:
     run_dir = Path(cfg.run_dir)
     if world.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, run_dir / "config.yaml")
+        dump_config(cfg, RunDir(run_dir).config)
         print(f"run directory {run_dir}  device {device}  processes {world.size}")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True

@@ -17,27 +17,21 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from common.manifest import write_manifest
+from common.metadata import ModelMetadata
 
 CLASS_NAMES = ["t-shirt", "trouser", "pullover", "dress"]
 
 
 def base_metadata(height: int, width: int, channels: int, threshold: float, class_names: list[str]) -> dict[str, str]:
     """Every metadata key of the contract, as strings."""
-    return {
-        "format": "adversary-detector/1",
-        "class_names": json.dumps(class_names),
-        "input_height": str(height), "input_width": str(width), "input_channels": str(channels),
-        "color_order": "BGR" if channels == 3 else "GRAY",
-        "resize_interpolation": "area",
-        "threshold": str(threshold), "threshold_fpr": "0.01",
-        "thresholds": json.dumps([{"fpr": 0.01, "threshold": threshold}]),
-        "attach_point": "AD(2)",
-        "adversary": json.dumps({"name": "iterative_linf", "eps": 2}),
-        "detector_mode": "static", "dataset": "fixture",
-        "test_accuracy": "0.5", "detectability": "0.99", "auroc": "0.99",
-        "classifier_sha256": "0" * 64, "detector_sha256": "0" * 64,
-        "package_version": "0.1.0", "precision": "fp32",
-    }
+    return ModelMetadata(
+        class_names=class_names, input_height=height, input_width=width, input_channels=channels,
+        color_order="BGR" if channels == 3 else "GRAY", resize_interpolation="area",
+        threshold=threshold, threshold_fpr=0.01, thresholds=[{"fpr": 0.01, "threshold": threshold}],
+        attach_point="AD(2)", adversary={"name": "iterative_linf", "eps": 2}, detector_mode="static",
+        dataset="fixture", test_accuracy=0.5, detectability=0.99, auroc=0.99,
+        classifier_sha256="0" * 64, detector_sha256="0" * 64, package_version="0.1.0", precision="fp32",
+    ).to_props()
 
 
 def save_with_manifest(model: onnx.ModelProto, path: str | Path, metadata: dict[str, str]) -> Path:

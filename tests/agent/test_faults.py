@@ -28,7 +28,8 @@ from agent.sinks.jsonl import JsonlSink
 from agent.sinks.mqtt import MqttSink
 from agent.sinks.spool import Spool
 from agent.watch import Watch
-from common.manifest import manifest_path, sha256_file, write_manifest
+from common.files import sha256_file
+from common.manifest import manifest_path, write_manifest
 from conftest import MOSQUITTO, Broker, write_config, write_sequence, write_video
 from fixture_model import build_fixture_model, make_frames, perturb, smooth_frame
 from test_mqtt import TOPIC, alert, firsts, sink_config, subscriber  # noqa: F401 (fixture)

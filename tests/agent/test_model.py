@@ -11,6 +11,7 @@ import pytest
 from agent.config import InferenceConfig
 from agent.errors import ModelError
 from agent.model import Detector, verify_model
+from common.errors import UserError
 from common.manifest import manifest_path
 from fixture_model import build_fixture_model, make_frames
 
@@ -31,19 +32,19 @@ def test_verified_model_exposes_metadata(model_path):
 
 
 def test_missing_model(tmp_path):
-    with pytest.raises(ModelError, match="model not found"):
+    with pytest.raises(UserError, match="model not found"):
         verify_model(tmp_path / "absent.onnx")
 
 
 def test_missing_manifest(model_copy):
     manifest_path(model_copy).unlink()
-    with pytest.raises(ModelError, match="no manifest"):
+    with pytest.raises(UserError, match="no manifest"):
         verify_model(model_copy)
 
 
 def test_truncated_model(model_copy):
     model_copy.write_bytes(model_copy.read_bytes()[:-100])
-    with pytest.raises(ModelError, match="truncated"):
+    with pytest.raises(UserError, match="truncated"):
         verify_model(model_copy)
 
 
@@ -51,7 +52,7 @@ def test_tampered_model(model_copy):
     data = bytearray(model_copy.read_bytes())
     data[-10] ^= 0xFF
     model_copy.write_bytes(bytes(data))
-    with pytest.raises(ModelError, match="tampered"):
+    with pytest.raises(UserError, match="tampered"):
         verify_model(model_copy)
 
 

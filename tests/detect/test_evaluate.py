@@ -7,10 +7,12 @@ from trainer.detect.evaluate import alert_rate, auroc, calibrate_threshold, dete
 
 
 def test_roc_of_separable_and_of_identical_scores():
-    fpr, tpr, _ = roc(torch.tensor([-2.0, -1.0]), torch.tensor([1.0, 2.0]))
-    assert auroc(fpr, tpr) == 1.0 and tpr_at_fpr(fpr, tpr, 0.0) == 1.0
-    fpr, tpr, _ = roc(torch.zeros(5, dtype=torch.float64), torch.zeros(5, dtype=torch.float64))
-    assert auroc(fpr, tpr) == 0.5 and tpr_at_fpr(fpr, tpr, 0.5) == 0.0  # ties cannot be split
+    clean, adv = torch.tensor([-2.0, -1.0]), torch.tensor([1.0, 2.0])
+    fpr, tpr, _ = roc(clean, adv)
+    assert auroc(clean, adv) == 1.0 and tpr_at_fpr(fpr, tpr, 0.0) == 1.0
+    tied = torch.zeros(5, dtype=torch.float64)
+    fpr, tpr, _ = roc(tied, tied)
+    assert auroc(tied, tied) == 0.5 and tpr_at_fpr(fpr, tpr, 0.5) == 0.0  # ties cannot be split
 
 
 def test_detectability_is_accuracy_on_the_joint_set():

@@ -9,7 +9,7 @@ from trainer.attacks import AttackSpec, run_attack
 from trainer.detect import attach, ensure_detector, run_detector_stage
 from trainer.detect import stage as stage_module
 from trainer.detect.evaluate import detectability
-from trainer.models.build import load_detected_classifier
+from trainer.rundir import load_detected_classifier
 
 SMALL = {"train_limit": 64, "val_limit": 32, "test_limit": 32}  # for tests of bookkeeping, not of learning
 STATIC = {"name": "static", "adversary": {"name": "iterative_linf", "eps": 8}, "point": 2, "mode": "static", **TRAIN}

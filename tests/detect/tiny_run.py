@@ -14,8 +14,8 @@ from trainer import checkpoint
 from trainer.config import Config
 from trainer.data import Dataset, Split
 from trainer.models import ResNet
-from trainer.models.build import load_classifier
-from trainer.run import RunContext
+from trainer.rundir import load_classifier
+from trainer.rundir import RunContext
 
 
 def _split(n: int, seed: int) -> Split:

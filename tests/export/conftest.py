@@ -1,4 +1,4 @@
-"""Run directories exactly as the trainer writes them, with a tiny random ResNet-8 at 16x16.
+"""Run directories laid out as trainer.rundir says, with a tiny random ResNet-8 at 16x16.
 
 Weights and BatchNorm statistics are random (not trained) but non-trivial, so BN folding and
 the channel-order handling of the export are really exercised; thresholds are calibrated on
@@ -13,6 +13,7 @@ import torch
 
 from trainer import checkpoint
 from trainer.models import DetectedClassifier, ResNet, build_detector
+from trainer.rundir import RunDir
 
 SIZE, CLASSES, EVAL_IMAGES = 16, 4, 48
 
@@ -33,14 +34,14 @@ def write_run(root: Path, channels: int = 3, detectors: tuple[str, ...] = ("ifgs
     gen = torch.Generator().manual_seed(seed)
     classifier = ResNet(8, channels, CLASSES)
     _randomise_bn(classifier, gen)
-    root.mkdir(parents=True, exist_ok=True)
+    files = RunDir(root)
     checkpoint.save({
         "model_config": {"arch": "resnet", "depth": 8, "weights": None, "class_indices": None},
         "in_channels": channels, "num_classes": CLASSES, "classes": ["t-shirt", "trouser", "bag", "boot"],
         "input_size": [SIZE, SIZE], "dataset": "fashion-mnist" if channels == 1 else "cifar10",
         "state_dict": classifier.state_dict(), "epoch": 3, "val_acc": 0.5, "test_acc": 0.51,
-    }, root / "classifier.pt")
-    (root / "config.yaml").write_text("run_dir: runs/fixture\nmodel:\n  arch: resnet\n  depth: 8\n")
+    }, files.classifier)
+    files.config.write_text("run_dir: runs/fixture\nmodel:\n  arch: resnet\n  depth: 8\n")
     for name in detectors:
         detector = build_detector(arch, classifier.tap_channels[point], point)
         _randomise_bn(detector, gen)
@@ -51,16 +52,15 @@ def write_run(root: Path, channels: int = 3, detectors: tuple[str, ...] = ("ifgs
         with torch.no_grad():
             p_clean = torch.sigmoid(model(clean.float())[1])
         thresholds = [{"fpr": fpr, "threshold": float(p_clean.quantile(1 - fpr))} for fpr in (0.01, 0.05)]
-        directory = root / "detectors" / name
         checkpoint.save({
             "name": name, "point": point, "arch": arch, "in_channels": classifier.tap_channels[point],
             "adversary": {"name": "iterative_linf", "eps": 2}, "mode": "static", "state_dict": detector.state_dict(),
             "thresholds": thresholds, "threshold": thresholds[0]["threshold"], "threshold_fpr": 0.01,
             "detectability": 0.93, "auroc": 0.97,
-        }, directory / "detector.pt")
+        }, files.detector(name))
         if eval_images:
             labels = torch.randint(0, CLASSES, (EVAL_IMAGES,), generator=gen)
-            checkpoint.save({"clean": clean, "adversarial": adversarial, "labels": labels}, directory / "eval.pt")
+            checkpoint.save({"clean": clean, "adversarial": adversarial, "labels": labels}, files.eval_images(name))
     return root
 
 

@@ -11,7 +11,7 @@ from export.compare import session_outputs, to_frames, torch_outputs
 from export.errors import ExportError
 from export.graph import FramesToImages
 from export.pipeline import export_onnx
-from export.rundir import load_run
+from trainer.rundir import load_run
 from export.verify import open_session
 
 ATOL = 1e-4

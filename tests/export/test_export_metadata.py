@@ -4,15 +4,16 @@ from __future__ import annotations
 import json
 
 from export import metadata
-from common.contract import KEYS
-from common.manifest import manifest_path, sha256_file
+from common.metadata import ModelMetadata
+from common.files import sha256_file
+from common.manifest import manifest_path
 from export.verify import open_session
 from trainer import checkpoint
 
 
 def test_metadata_round_trips_through_onnxruntime(run_dir, exported):
     meta = dict(open_session(exported[0]).get_modelmeta().custom_metadata_map)
-    assert set(KEYS) <= set(meta)
+    assert {k for k, f in ModelMetadata.model_fields.items() if f.is_required()} <= set(meta)
     assert meta["format"] == "adversary-detector/1"
     assert json.loads(meta["class_names"]) == ["t-shirt", "trouser", "bag", "boot"]
     assert (meta["input_height"], meta["input_width"], meta["input_channels"]) == ("16", "16", "3")

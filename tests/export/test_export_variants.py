@@ -7,10 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from export.compare import Scores, Tolerances, auroc, judge
+from export.compare import Scores, Tolerances, judge
+from trainer.detect.evaluate import auroc
 from export.errors import ExportError
 from export.pipeline import export_onnx
-from export.rundir import EvalImages
+from trainer.rundir import EvalImages
 from export.verify import open_session, verify_file
 
 # The fixture's detector is untrained: its p_adv values crowd around the threshold, so a few

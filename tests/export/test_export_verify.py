@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from export.errors import ExportError
+from common.errors import UserError
+
 from common.manifest import manifest_path
 from export.verify import verify_file
 
@@ -36,25 +37,25 @@ def test_flipped_byte_is_refused(copy):
     data = bytearray(copy.read_bytes())
     data[len(data) // 2] ^= 0x01
     copy.write_bytes(bytes(data))
-    with pytest.raises(ExportError, match="tampered"):
+    with pytest.raises(UserError, match="tampered"):
         verify_file(copy)
 
 
 def test_truncated_model_is_refused(copy):
     copy.write_bytes(copy.read_bytes()[:-100])
-    with pytest.raises(ExportError, match="truncated"):
+    with pytest.raises(UserError, match="truncated"):
         verify_file(copy)
 
 
 def test_model_without_manifest_is_refused(copy):
     manifest_path(copy).unlink()
-    with pytest.raises(ExportError, match="no manifest"):
+    with pytest.raises(UserError, match="no manifest"):
         verify_file(copy)
 
 
 def test_model_from_another_run_is_refused(copy, make_run, tmp_path):
     other = make_run(tmp_path / "other", seed=1)
-    with pytest.raises(ExportError, match="sha256"):
+    with pytest.raises(UserError, match="sha256"):
         verify_file(copy, other)
 
 

@@ -6,7 +6,7 @@ import torch
 from trainer import checkpoint
 from trainer.config import DetectorTraining
 from trainer.models import DetectedClassifier, Detector, ImageNetDetector, ResNet, build_detector, paper_pools
-from trainer.models.build import load_detected_classifier
+from trainer.rundir import load_detected_classifier
 from trainer.models.detector import ARCHS
 
 

@@ -9,6 +9,7 @@ from synthetic import tiny_overrides
 
 from common.config import load_config
 from trainer import checkpoint, classify
+from trainer.rundir import RunDir
 from trainer.config import Config
 from trainer.data import load_dataset
 from trainer.distributed import World
@@ -34,7 +35,7 @@ def test_short_run_lowers_loss_and_writes_a_loadable_checkpoint(cifar_dir, tmp_p
     assert result["test_acc"] > 0.3  # chance is 0.1
     saved = checkpoint.load(tmp_path / "run" / "classifier.pt")
     assert saved["classes"][0] == "class0" and saved["input_size"] == [32, 32]
-    assert not (tmp_path / "run" / classify.LAST).exists()
+    assert not RunDir(tmp_path / "run").classifier_last.exists()
     # A finished stage is loaded, not retrained.
     assert _train(_cfg(cifar_dir, tmp_path / "run", epochs=6))["test_acc"] == result["test_acc"]
     assert len(_epochs(tmp_path / "run")) == 6
@@ -47,7 +48,7 @@ def test_interrupted_run_resumes_at_the_next_epoch_and_matches_an_uninterrupted_
 
     def save_then_die(obj, path):
         real_save(obj, path)
-        if path.name == classify.LAST and obj["epoch"] == 2:
+        if path.name == RunDir(path.parent).classifier_last.name and obj["epoch"] == 2:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(classify.checkpoint, "save", save_then_die)
@@ -56,7 +57,7 @@ def test_interrupted_run_resumes_at_the_next_epoch_and_matches_an_uninterrupted_
     monkeypatch.setattr(classify.checkpoint, "save", real_save)
     resumed = _train(_cfg(cifar_dir, tmp_path / "resumed", epochs=3))
 
-    assert "resuming classifier training at epoch 3/3" in capsys.readouterr().out
+    assert "classifier: resuming at epoch 3/3" in capsys.readouterr().out
     assert [e["epoch"] for e in _epochs(tmp_path / "resumed")] == [1, 2, 3]
     for name, value in straight["state_dict"].items():
         assert torch.allclose(value.float(), resumed["state_dict"][name].float(), atol=1e-4), name

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
+from trainer import checkpoint
 from trainer.attacks._ops import module_of
 from trainer.attacks.registry import AttackSpec, attack_key, run_attack
 
@@ -39,8 +39,5 @@ def cached_attack(cache_dir: str | Path, spec: AttackSpec, model: nn.Module, x: 
     if path.exists():
         return torch.load(path, map_location=x.device, weights_only=True)
     x_adv = run_attack(spec, model, x, y, detector_logit, batch_size, progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(x_adv.cpu(), tmp)
-    os.replace(tmp, path)  # a crash mid-write never leaves a truncated set under the final name
+    checkpoint.save(x_adv.cpu(), path)
     return x_adv

@@ -10,7 +10,7 @@ from common.config import ConfigError
 from trainer import checkpoint
 from trainer.config import Config
 from trainer.detect import attach
-from trainer.detect.stage import classifier_sha256, file_sha256
+from trainer.detect.stage import classifier_sha256
 from trainer.models.detector import DetectedClassifier
 
 
@@ -58,5 +58,5 @@ def load_target(ctx, images: int) -> Target:
     first = max(len(test) - images, 0)
     evaluated = max([len(test) if d.test_limit is None else min(d.test_limit, len(test)) for d in ctx.cfg.detectors])
     return Target(model, name, float(ckpt["threshold"]), float(ckpt["threshold_fpr"]), classifier_sha256(ctx),
-                  file_sha256(path), test.images[first:].to(ctx.device), test.labels[first:].to(ctx.device),
+                  checkpoint.sha256(path), test.images[first:].to(ctx.device), test.labels[first:].to(ctx.device),
                   first, evaluated)

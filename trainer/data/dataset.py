@@ -5,8 +5,10 @@ from dataclasses import dataclass
 
 import torch
 
+from common.errors import UserError
 
-class DataError(Exception):
+
+class DataError(UserError):
     """A data set that cannot be loaded; the message is one line for the user (what, which file, what to do)."""
 
 

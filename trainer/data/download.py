@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import urllib.request
 from pathlib import Path
 
 from tqdm import tqdm
+
+from common.files import atomic_path
 
 from .dataset import DataError
 
@@ -17,30 +17,22 @@ _CHUNK = 1 << 20
 def download(url: str, dest: Path, md5: str, timeout: float = 60.0) -> Path:
     """Download `url` to `dest` and check its md5; returns `dest`.
 
-    The bytes go to a temporary file next to `dest` (same file system, so the final
-    `os.replace` is atomic) and only a file whose md5 matches is moved into place.
-    Any failure (network, disk, checksum) raises `DataError` and removes the temporary file.
+    The bytes go to a temporary file next to `dest` (`common.files.atomic_path`) and only a
+    file whose md5 matches is moved into place. Any failure (network, disk, checksum) raises
+    `DataError` and removes the temporary file.
     """
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    except OSError as exc:
-        raise DataError(f"cannot download into {dest.parent}: {exc.strerror or exc}") from None
-    tmp = Path(tmp_name)
-    try:
-        digest = hashlib.md5()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name) as bar:
-                while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
-        if digest.hexdigest() != md5:
-            raise DataError(f"download of {url} is corrupt (md5 {digest.hexdigest()}, expected {md5})")
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            digest = hashlib.md5()
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name) as bar:
+                    while chunk := response.read(_CHUNK):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        bar.update(len(chunk))
+            if digest.hexdigest() != md5:
+                raise DataError(f"download of {url} is corrupt (md5 {digest.hexdigest()}, expected {md5})")
     except OSError as exc:  # URLError, timeouts and disk errors are all OSErrors
         raise DataError(f"cannot download {url} to {dest}: {getattr(exc, 'reason', None) or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest

@@ -5,12 +5,15 @@ operators are on p_adv, the quantity the exported graph outputs.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Union
 
 import numpy as np
 import torch
 
+from trainer.detect.data import shuffled_union
+
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+Scores = Union[torch.Tensor, np.ndarray]  # 1-D, on the CPU
 
 
 @torch.no_grad()
@@ -29,18 +32,11 @@ def detectability(score_fn: ScoreFn, clean: torch.Tensor, adversarial: torch.Ten
     Exactly footnote 3: one joint test set twice the size of the originals, shuffled, each
     image classified on its own at p_adv > 0.5 (logit > 0).
     """
-    n = len(clean)
-    gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(2 * n, generator=gen)
     correct = 0
-    for i in range(0, 2 * n, batch_size):
-        idx = order[i : i + batch_size].to(clean.device)
-        is_adv = idx >= n
-        j = idx % n
-        x = torch.where(is_adv.view(-1, 1, 1, 1), adversarial[j].to(clean.device).float(), clean[j].float())
+    for x, is_adv in shuffled_union(clean, adversarial, batch_size, torch.Generator().manual_seed(seed)):
         pred = score_fn(x.to(device)) > 0
         correct += (pred == is_adv.to(device)).sum().item()
-    return correct / max(2 * n, 1)
+    return correct / max(2 * len(clean), 1)
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
@@ -57,9 +53,9 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
-def roc(clean_scores: torch.Tensor, adv_scores: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roc(clean_scores: Scores, adv_scores: Scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(fpr, tpr, thresholds) for the rule `score > threshold`, from (0, 0) to (1, 1); ties share a point."""
-    s = np.concatenate([clean_scores.numpy(), adv_scores.numpy()])
+    s = np.concatenate([np.asarray(clean_scores, np.float64), np.asarray(adv_scores, np.float64)])
     y = np.concatenate([np.zeros(len(clean_scores)), np.ones(len(adv_scores))])
     order = np.argsort(-s, kind="stable")
     s, y = s[order], y[order]
@@ -74,8 +70,10 @@ def roc(clean_scores: torch.Tensor, adv_scores: torch.Tensor) -> tuple[np.ndarra
     return fpr, tpr, thresholds
 
 
-def auroc(fpr: np.ndarray, tpr: np.ndarray) -> float:
-    """Area under the ROC curve (trapezoids; ties count half)."""
+def auroc(clean_scores: Scores, adv_scores: Scores) -> float:
+    """Area under the ROC curve of adversarial (positive) vs clean scores: trapezoids, so ties count half,
+    which makes it the rate at which an adversarial score beats a clean one."""
+    fpr, tpr, _ = roc(clean_scores, adv_scores)
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
 
 
@@ -104,7 +102,7 @@ def summary(clean_scores: torch.Tensor, adv_scores: torch.Tensor, fprs: list[flo
     """AUROC, TPR at each FPR in `fprs`, and the ROC curve itself, as JSON-ready primitives."""
     fpr, tpr, _ = roc(clean_scores, adv_scores)
     return {
-        "auroc": auroc(fpr, tpr),
+        "auroc": auroc(clean_scores, adv_scores),
         "tpr_at_fpr": {str(f): tpr_at_fpr(fpr, tpr, f) for f in fprs},
         "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist()},
     }

@@ -7,7 +7,6 @@ interrupted training resume at its next epoch.
 """
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 
@@ -19,12 +18,13 @@ from trainer.detect.data import split_images, twins
 from trainer.detect.evaluate import calibrate_threshold, detectability, alert_rate, scores, summary
 from trainer.detect.train import TrainingData, attacked_set, train_detector
 from trainer.models.detector import DetectedClassifier, build_detector
+from trainer.rundir import RunContext
 
 EVAL_IMAGES = 256  # test images in eval.pt, for the exporter's parity check
 ADAPTIVE_ONLY = {"eps_range", "eps_ramp_epochs", "paper_adversary", "paper_share"}
 
 
-def run_detector_stage(ctx) -> None:
+def run_detector_stage(ctx: RunContext) -> None:
     """Make every detector of `ctx.cfg.detectors` that is not already done (rank 0 only)."""
     if not ctx.is_main:
         return
@@ -37,24 +37,12 @@ def run_detector_stage(ctx) -> None:
               f"{fam['val_rate']:.2%} of {fam['val_images']} clean validation images unfamiliar")
 
 
-def classifier_sha256(ctx) -> str:
+def classifier_sha256(ctx: RunContext) -> str:
     """Hash of the run's classifier.pt, which every detector records and checks."""
-    return file_sha256(ctx.run_dir / "classifier.pt")
+    return checkpoint.sha256(ctx.files.classifier)
 
 
-def file_sha256(path) -> str:
-    """sha256 of a file, computed once while its mtime and size stay the same."""
-    stat = path.stat()
-    return _sha256(path, stat.st_mtime_ns, stat.st_size)
-
-
-@functools.lru_cache(maxsize=8)
-def _sha256(path, mtime_ns: int, size: int) -> str:
-    # Keyed on mtime and size too: hashing a VGG16 checkpoint for each of dozens of detectors would add up.
-    return checkpoint.sha256(path)
-
-
-def attach(ctx, spec: DetectorSpec, state_dict: dict | None = None) -> DetectedClassifier:
+def attach(ctx: RunContext, spec: DetectorSpec, state_dict: dict | None = None) -> DetectedClassifier:
     """The run's frozen classifier with a (fresh or given) detector at AD(spec.point), on the run's device."""
     if spec.point >= len(ctx.classifier.tap_channels):
         raise ValueError(f"detector {spec.name}: point {spec.point} exceeds the classifier's AD(0)..AD({len(ctx.classifier.tap_channels) - 1})")
@@ -65,9 +53,9 @@ def attach(ctx, spec: DetectorSpec, state_dict: dict | None = None) -> DetectedC
     return DetectedClassifier(ctx.classifier, detector.to(ctx.device).eval(), spec.point)
 
 
-def ensure_detector(ctx, spec: DetectorSpec) -> dict:
+def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
     """The `detector.pt` dict of `spec`, training and evaluating it first unless already done."""
-    out = ctx.run_dir / "detectors" / spec.name
+    out = ctx.files.detector_dir(spec.name)
     # Fig. 1's detector was the only one before `arch` existed: leaving its default out of the
     # stamp keeps the detectors of earlier runs valid instead of retraining them all.
     # Likewise the adaptive mode's settings stay out of other modes' stamps.
@@ -76,8 +64,8 @@ def ensure_detector(ctx, spec: DetectorSpec) -> dict:
     stamp = {"spec": spec_json, "classifier_sha256": classifier_sha256(ctx),
              "calibration": ctx.cfg.calibration.model_dump(mode="json")}
     if spec.init_from is not None:  # a hardened detector is stale once the one it starts from changes
-        stamp["init_from_sha256"] = file_sha256(out.parent / spec.init_from / "detector.pt")
-    done = out / "detector.pt"
+        stamp["init_from_sha256"] = checkpoint.sha256(ctx.files.detector(spec.init_from))
+    done = ctx.files.detector(spec.name)
     if done.exists():
         ckpt = checkpoint.load(done, ctx.device)
         if _unset_dropped({k: ckpt.get(k) for k in stamp}) == stamp:
@@ -89,7 +77,7 @@ def ensure_detector(ctx, spec: DetectorSpec) -> dict:
     (out / "spec.json").write_text(json.dumps(stamp, indent=1))
 
     data = training_data(ctx, spec)
-    init = None if spec.init_from is None else checkpoint.load(out.parent / spec.init_from / "detector.pt", ctx.device)["state_dict"]
+    init = None if spec.init_from is None else checkpoint.load(ctx.files.detector(spec.init_from), ctx.device)["state_dict"]
     model = attach(ctx, spec, init)
     trained = train_detector(model, spec, data, out, ctx.cfg.seed)
     test_x, test_y = split_images(ctx, "test", spec.test_limit)
@@ -111,7 +99,7 @@ def ensure_detector(ctx, spec: DetectorSpec) -> dict:
     (out / "evaluation.json").write_text(json.dumps(report, indent=1))
     n = min(EVAL_IMAGES, len(test_x))
     checkpoint.save({"clean": test_x[:n].cpu(), "adversarial": test_adv[:n].float().cpu(), "labels": test_y[:n].cpu()},
-                    out / "eval.pt")
+                    ctx.files.eval_images(spec.name))
     checkpoint.save(ckpt, done)
     (out / "train_state.pt").unlink(missing_ok=True)
     return ckpt
@@ -126,7 +114,7 @@ def _unset_dropped(stamp: dict) -> dict:
     return {**stamp, "spec": {**stamp["spec"], "adversary": {k: v for k, v in adversary.items() if v is not None}}}
 
 
-def training_data(ctx, spec: DetectorSpec) -> TrainingData:
+def training_data(ctx: RunContext, spec: DetectorSpec) -> TrainingData:
     """Train/validation images of `spec`, with precomputed adversarial twins of a static adversary
     (static mode's, or adaptive mode's static `paper_adversary`)."""
     train_x, train_y = split_images(ctx, "train", spec.train_limit)

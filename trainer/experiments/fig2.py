@@ -16,7 +16,7 @@ def fig2_left(ctx) -> dict:
         for grid in ctx.cfg.experiments.adversaries:
             for spec in grid.specs():
                 ckpt = ensure_detector(ctx, grid_detector_spec(ctx, spec, grid.point))
-                rows.append({"adversary": spec.name, "eps": spec.eps, "point": grid.point,
+                rows.append({"adversary": spec.name, "eps": spec.params().get("eps"), "point": grid.point,
                              "accuracy": classifier_accuracy(ctx, test_twins(ctx, spec), y),
                              "detectability": ckpt["detectability"], "auroc": ckpt["auroc"]})
         return {"rows": rows}

@@ -7,6 +7,7 @@ from typing import Callable, Optional
 
 import torch
 
+from common.files import write_atomic
 from trainer.attacks import AttackSpec, attack_key
 from trainer.classify import accuracy
 from trainer.config import AdversaryGrid, DetectorSpec, DetectorTraining
@@ -18,7 +19,7 @@ from trainer.models.detector import DetectedClassifier
 
 
 def out_dir(ctx) -> Path:
-    return ctx.run_dir / "experiments"
+    return ctx.files.experiments
 
 
 def cached_result(ctx, name: str, compute: Callable[[], dict]) -> dict:
@@ -34,10 +35,7 @@ def cached_json(path: Path, stamp: dict, compute: Callable[[], dict]) -> dict:
         if saved.get("stamp") == stamp:
             return saved
     result = {**compute(), "stamp": stamp}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(result, indent=1).encode())
     return result
 
 

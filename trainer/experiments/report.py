@@ -99,5 +99,5 @@ def write_report(ctx, results: dict) -> None:
     for name, (title, render) in SECTIONS.items():
         if name in results:
             lines += [f"## {title}", "", f"![{name}](experiments/{name}.png)", "", *render(results[name]), ""]
-    (ctx.run_dir / "report.md").write_text("\n".join(lines))
-    print(f"experiments: report -> {ctx.run_dir / 'report.md'} (figures in {out_dir(ctx)})")
+    ctx.files.report.write_text("\n".join(lines))
+    print(f"experiments: report -> {ctx.files.report} (figures in {out_dir(ctx)})")
