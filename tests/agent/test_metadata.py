@@ -21,18 +21,18 @@ def test_props_are_strings_and_read_back_typed():
 
 
 def test_unknown_keys_are_ignored_so_older_readers_accept_newer_models():
-    props = {**base_metadata(32, 32, 3, 0.5, CLASS_NAMES), "robustness": json.dumps({"worst": 0.1})}
+    props = {**base_metadata(32, 32, 3, 0.5, CLASS_NAMES), "added_later": json.dumps({"worst": 0.1})}
     assert ModelMetadata.from_props(props) == ModelMetadata.from_props(base_metadata(32, 32, 3, 0.5, CLASS_NAMES))
 
 
 def test_an_optional_key_is_one_field():
     class Extended(ModelMetadata):
-        robustness: Optional[dict[str, Any]] = None
+        added_later: Optional[dict[str, Any]] = None
 
     props = base_metadata(32, 32, 3, 0.5, CLASS_NAMES)
-    assert "robustness" not in Extended.from_props(props).to_props()  # None is not written
-    with_key = {**props, "robustness": json.dumps({"worst": 0.1})}
-    assert Extended.from_props(with_key).robustness == {"worst": 0.1} and Extended.from_props(with_key).to_props() == with_key
+    assert "added_later" not in Extended.from_props(props).to_props()  # None is not written
+    with_key = {**props, "added_later": json.dumps({"worst": 0.1})}
+    assert Extended.from_props(with_key).added_later == {"worst": 0.1} and Extended.from_props(with_key).to_props() == with_key
 
 
 @pytest.mark.parametrize("change, message", [
