@@ -124,7 +124,7 @@ class DetectorSpec(DetectorTraining):
         if self.init_from is None:
             # Its BN layers keep the statistics they start with (trainer/detect/adaptive.py), so they must be trained ones.
             raise ValueError(f"detector {self.name}: mode adaptive hardens a trained detector; set init_from")
-        if self.adversary.norm not in (None, "linf"):
+        if self.adversary.params().get("norm") not in (None, "linf"):
             raise ValueError("mode adaptive draws l_inf budgets per image; adversary.norm must be linf")
         if self.eps_range is not None and not 0 < self.eps_range[0] <= self.eps_range[1]:
             raise ValueError(f"eps_range must satisfy 0 < lo <= hi, got {list(self.eps_range)}")
