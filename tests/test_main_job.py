@@ -1,5 +1,6 @@
 """The main job's chain at a tiny size: trainer fit -> export onnx -> demo-stream -> agent watch."""
 import json
+import re
 import subprocess
 import sys
 
@@ -45,8 +46,11 @@ def test_train_export_stream_watch(tmp_path):
                   "--labels", str(stream / "labels.json"), "--set", "metrics.port=0",
                   "--set", f"alerts.snapshot_dir={tmp_path / 'snapshots'}", "--set", f"sinks.jsonl={tmp_path / 'alerts.jsonl'}")
     assert "summary: 60 frames" in watched.stderr
-    assert "detection rate on adversarial frames: " in watched.stderr and "/10 = " in watched.stderr
-    assert "false alarms on clean frames:         " in watched.stderr and "/50 = " in watched.stderr
+    # Frames the familiarity score calls unfamiliar are not judged, so up to all 10 adversarial and
+    # all 50 clean frames are.
+    for line, frames in (("detection rate on adversarial frames: ", 10), ("false alarms on clean frames:         ", 50)):
+        judged = re.search(re.escape(line) + r"\d+/(\d+) = ", watched.stderr)
+        assert judged and 0 < int(judged.group(1)) <= frames, watched.stderr
     assert "oblivious bursts: detection " in watched.stderr and "adaptive bursts: detection " in watched.stderr
     alerts = [json.loads(line) for line in watched.stdout.splitlines() if line.startswith("{")]
     assert all(a["model_sha256"] and a["frame_index"] < 60 for a in alerts)
