@@ -32,13 +32,14 @@ def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Genera
 def train_epochs(model: nn.Module, states: dict[str, Stateful], run_epoch: Callable[[int, torch.Generator], dict],
                  *, epochs: int, seed: int, device: torch.device, select: str, state_path: Path,
                  metrics_path: Path, label: str, stamp: Any = None, writes: bool = True,
-                 log: Callable[[str], None] = print) -> float:
+                 baseline: Callable[[], float] | None = None, log: Callable[[str], None] = print) -> float:
     """Run epochs `start..epochs-1` of `run_epoch(epoch, generator) -> record`, resuming from `state_path`.
 
     `states` are saved and restored under their keys (`model` itself under "state_dict");
     `record[select]` is the validation number whose best epoch `model` ends with. A saved state
     whose `stamp` differs is ignored. Only a process that `writes` (rank 0) writes files.
-    Returns the best value of `select`.
+    `baseline()`, if given, is `select` of the model as it starts: epochs must beat it, so a model
+    hardened from a trained one is never left worse than it began. Returns the best value of `select`.
     """
     states = {"state_dict": model, **states}
     start, best_val, best_state = 0, -float("inf"), None
@@ -50,6 +51,11 @@ def train_epochs(model: nn.Module, states: dict[str, Stateful], run_epoch: Calla
             start, best_val, best_state = last["epoch"], last["best_val"], last["best_state"]
             if writes:
                 log(f"{label}: resuming at epoch {start + 1}/{epochs}")
+    if start == 0 and baseline is not None:
+        best_val = baseline()
+        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if writes:
+            log(f"{label}: {select.replace('_', ' ')} {best_val:.4f} at the start")
     if writes and metrics_path.exists():
         # Lines of an epoch that was interrupted before its checkpoint are dropped; that epoch runs again.
         kept = [line for line in metrics_path.read_text().splitlines() if json.loads(line)["epoch"] <= start]

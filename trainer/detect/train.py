@@ -1,14 +1,12 @@
 """Detector training loops: static (Sec. 3.2), dynamic adversary training (Sec. 3.3) and adaptive
 adversary training (beyond the paper, trainer/detect/adaptive.py).
 
-All share one epoch driver: Adam on the detector only, the classifier frozen in
+All run on the epoch loop the classifier uses (trainer/loop.py): Adam on the detector only, the classifier frozen in
 eval mode (its BN statistics never move), model selection on validation detectability,
 and a resumable checkpoint after every epoch.
 """
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -17,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from trainer import checkpoint
 from trainer.attacks import AttackSpec, dynamic
 from trainer.config import DetectorSpec
 from trainer.detect.adaptive import adaptive_batches, adaptive_validation_set
 from trainer.detect.evaluate import detectability
+from trainer.loop import train_epochs
 from trainer.models.detector import DetectedClassifier
 
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]  # (float images 0..255, float targets 0/1)
@@ -122,35 +120,20 @@ def train_detector(model: DetectedClassifier, spec: DetectorSpec, data: Training
                    log: Callable[[str], None] = print) -> dict:
     """Train `model.detector` as `spec` says; returns the best state_dict by validation detectability.
 
-    `out_dir/train_state.pt` is written after every epoch, so an interrupted
-    run resumes at the next epoch; `out_dir/metrics.jsonl` gets one line per epoch.
+    Runs on the shared epoch loop (trainer/loop.py): `out_dir/train_state.pt` after every epoch,
+    so an interrupted run resumes at the next one, and a line per epoch in `out_dir/metrics.jsonl`.
+    A detector hardened from another (`init_from`) competes with its starting point.
     """
     detector = model.detector
     device = data.train_x.device
     opt = torch.optim.Adam(detector.parameters(), lr=spec.lr, betas=tuple(spec.betas))
-    state_path, metrics = out_dir / "train_state.pt", out_dir / "metrics.jsonl"
-    start, best_val, best_state = 0, -1.0, None
-    if state_path.exists():
-        last = checkpoint.load(state_path, device)
-        detector.load_state_dict(last["state_dict"])
-        opt.load_state_dict(last["optimizer"])
-        start, best_val, best_state = last["epoch"], last["best_val"], last["best_state"]
-        log(f"detector {spec.name}: resuming at epoch {start + 1}/{spec.epochs}")
-    if metrics.exists():
-        # Lines of an epoch that was interrupted before its checkpoint are dropped; that epoch runs again.
-        kept = [line for line in metrics.read_text().splitlines() if json.loads(line)["epoch"] <= start]
-        metrics.write_text("".join(line + "\n" for line in kept))
     model.classifier.eval()
-    if start == 0 and spec.init_from is not None:
-        # A hardened detector competes with the one it starts from, so selection never ships a less robust one.
+
+    def validate() -> float:
         detector.eval()
-        best_val = validation_detectability(model, spec, data, seed)
-        best_state = {k: v.detach().clone() for k, v in detector.state_dict().items()}
-        log(f"detector {spec.name}: starting from {spec.init_from}, val detectability {best_val:.4f}")
-    for epoch in range(start, spec.epochs):
-        began = time.time()
-        # Seeded per epoch, so a resumed run sees the batches it would have seen.
-        gen = torch.Generator(device).manual_seed(seed * 1000 + epoch)
+        return validation_detectability(model, spec, data, seed)
+
+    def run_epoch(epoch: int, gen: torch.Generator) -> dict:
         batches = {"static": lambda: static_batches(data, spec.batch_size, gen),
                    "dynamic": lambda: dynamic_batches(model, spec, data, gen),
                    "adaptive": lambda: adaptive_batches(model, spec, data, gen, epoch)}[spec.mode]()
@@ -158,8 +141,7 @@ def train_detector(model: DetectedClassifier, spec: DetectorSpec, data: Training
         # Adaptive training keeps BN in eval mode, so its attack and its step see the same network (see adaptive.py).
         detector.train(spec.mode != "adaptive")
         loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(batches, total=total, desc=f"{spec.name} epoch {epoch + 1}/{spec.epochs}", leave=False)
-        for x, target in bar:
+        for x, target in tqdm(batches, total=total, desc=f"{spec.name} epoch {epoch + 1}/{spec.epochs}", leave=False):
             logit = model.detector_logit(x)
             loss = F.binary_cross_entropy_with_logits(logit, target)
             # Zeroed here, not before the batch: a dynamic attack may have left gradients on the detector.
@@ -169,19 +151,11 @@ def train_detector(model: DetectedClassifier, spec: DetectorSpec, data: Training
             loss_sum += loss.item() * len(x)
             correct += ((logit.detach() > 0) == (target > 0.5)).sum().item()
             seen += len(x)
-        detector.eval()
-        val = validation_detectability(model, spec, data, seed)
-        if val > best_val:
-            best_val = val
-            best_state = {k: v.detach().clone() for k, v in detector.state_dict().items()}
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
-                  "val_detectability": val, "seconds": time.time() - began}
-        with open(metrics, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        checkpoint.save({"epoch": epoch + 1, "state_dict": detector.state_dict(), "optimizer": opt.state_dict(),
-                         "best_val": best_val, "best_state": best_state}, state_path)
-        log(f"detector {spec.name}: epoch {epoch + 1}/{spec.epochs}  loss {record['train_loss']:.4f}  "
-            f"train acc {record['train_acc']:.4f}  val detectability {val:.4f}  ({record['seconds']:.1f}s)")
-    detector.load_state_dict(best_state)
+        return {"train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1), "val_detectability": validate()}
+
+    best = train_epochs(detector, {"optimizer": opt}, run_epoch, epochs=spec.epochs, seed=seed, device=device,
+                        select="val_detectability", state_path=out_dir / "train_state.pt",
+                        metrics_path=out_dir / "metrics.jsonl", label=f"detector {spec.name}",
+                        baseline=validate if spec.init_from is not None else None, log=log)
     detector.eval()
-    return {"state_dict": best_state, "val_detectability": best_val}
+    return {"state_dict": {k: v.detach().clone() for k, v in detector.state_dict().items()}, "val_detectability": best}
