@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 RUN=runs/demo
 start=$(date +%s)
 
-echo "== 1/4 trainer fit: classifier, adversarial examples, adaptively trained detector, calibrated threshold, security audit"
+echo "== 1/4 trainer fit: classifier, adversarial examples, detector, calibrated threshold, security audit"
 trainer fit --config configs/demo.yaml
 
 echo "== 2/4 export: one fused ONNX graph, verified against PyTorch, with the audit's worst case in its metadata"
