@@ -74,8 +74,11 @@ class Broker:
         self.port = free_port()
         self.conf = folder / "mosquitto.conf"
         # Persistence only where a test restarts the broker and its subscriber's durable
-        # session (and the QoS 1 messages queued for it) must survive the restart.
-        persistence = (f"persistence true\npersistence_location {folder}/\n" if persistent
+        # session (and the QoS 1 messages queued for it) must survive the restart. `user root`
+        # keeps the user that runs the tests: started as root, mosquitto would otherwise switch
+        # to `mosquitto`, which cannot write tmp_path, and restart with every session lost.
+        self.db = folder / "mosquitto.db" if persistent else None
+        persistence = (f"persistence true\npersistence_location {folder}/\nuser root\n" if persistent
                        else "persistence false\n")
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{persistence}")
         self.log = folder / "mosquitto.log"
@@ -101,6 +104,7 @@ class Broker:
             self.proc.terminate()
             self.proc.wait(10)
             self.proc = None
+            assert self.db is None or self.db.exists(), f"mosquitto did not save its sessions:\n{self.log.read_text()}"
 
 
 @pytest.fixture

@@ -23,20 +23,34 @@ STATUS = "adversary-detector/cam/status"
 
 
 class Subscriber:
-    """A durable (clean_session=False) QoS 1 subscriber that records alert ids and status values."""
+    """A durable (clean_session=False) QoS 1 subscriber that records alert ids and status values.
+
+    While it reconnects, the broker queues the alerts for its session; a reconnect that finds
+    the session gone would silently miss them, so `wait_for` fails on it.
+    """
 
     def __init__(self, port: int) -> None:
         self.ids: list[str] = []
         self.status: list[str] = []
+        self.sessions: list[bool] = []  # per CONNACK: did the broker still hold the session?
         self.cond = threading.Condition()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-subscriber", clean_session=False)
         self.client.reconnect_delay_set(0.05, 0.2)
         self.subscribed = threading.Event()
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe([(TOPIC, 1), (STATUS, 1)])
+        self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self.cond:
+            self.sessions.append(flags.session_present)
+            self.cond.notify_all()
+        if flags.session_present:
+            self.subscribed.set()
+        else:
+            client.subscribe([(TOPIC, 1), (STATUS, 1)])
 
     def _on_message(self, client, userdata, msg) -> None:
         with self.cond:
@@ -47,14 +61,14 @@ class Subscriber:
             self.cond.notify_all()
 
     def wait_for(self, predicate, timeout: float = 30.0) -> bool:
-        """Wait until `predicate(self)` holds; re-checked on each message and every 50 ms."""
+        """Wait until `predicate(self)` holds, re-checked on each message and every 50 ms; fail
+        whatever it says if a reconnect found the session gone (the alerts meanwhile are lost)."""
         deadline = time.monotonic() + timeout
         with self.cond:
-            while not predicate(self):
-                if time.monotonic() > deadline:
-                    return False
+            while not (held := predicate(self)) and time.monotonic() < deadline:
                 self.cond.wait(0.05)
-            return True
+            assert all(self.sessions[1:]), f"a reconnect found the durable session gone: {self.sessions}"
+            return held
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -84,6 +98,23 @@ def firsts(ids: list[str]) -> list[str]:
     for i in ids:
         seen.setdefault(i)
     return list(seen)
+
+
+def test_durable_subscriber_away_across_a_broker_restart_gets_what_it_missed(broker, subscriber, tmp_path):
+    """The premise of the outage tests: an alert the broker took while the subscriber was still
+    reconnecting waits in its durable session. Once, the broker could not save its sessions and
+    alert 2 of the outage test, delivered before the subscriber was back, was gone."""
+    subscriber.client.loop_stop()  # away until reconnected below
+    broker.stop()
+    broker.start()
+    sink = MqttSink(sink_config(broker, tmp_path, flush_timeout_s=30), "cam")
+    sink.emit(alert(1))
+    sink.close()
+    assert sink.pending() == 0, "the broker acknowledged the alert"
+    subscriber.client.reconnect()
+    subscriber.client.loop_start()
+    assert subscriber.wait_for(lambda s: len(s.sessions) == 2)  # fails at once if the session is gone
+    assert subscriber.wait_for(lambda s: "alert-1" in s.ids), subscriber.ids
 
 
 def test_alerts_during_a_broker_outage_arrive_in_order(broker, subscriber, tmp_path):
