@@ -44,7 +44,10 @@ def report_lines(r: dict) -> list[str]:
         f"{r['overlap_with_detector_evaluation']} of them also in the detectors' reported evaluation, none trained or "
         f"calibrated on): clean accuracy {_f(r['clean_accuracy'])}, clean FPR {_f(r['clean_fpr'])}. Attacks run on the "
         f"{r['correct']} correctly classified ones; outputs are rounded to uint8 before scoring. Undetected error = "
-        "misclassified AND not flagged, over those images; worst case = per image over all attacks.",
+        "misclassified AND not flagged, over those images; worst case = per image over all attacks. Flagged means "
+        "p_adv >= threshold alone: the agent's familiarity gate is not credited, so a frame it would report as "
+        "scene_unfamiliar instead of judging it counts as the attacker's win whenever p_adv is below the threshold, "
+        "and the undetected error bounds the agent's silent misclassifications from above.",
         "",
         "![security curve](security_curve.png)",
         "",
