@@ -36,15 +36,15 @@ def burst_kinds(adversarial: list[int], period: int) -> dict[str, list[int]]:
     return {kind: [i for i in adversarial if BURST_KINDS[(i // period) % len(BURST_KINDS)] == kind] for kind in BURST_KINDS}
 
 
-def burst_attacks(det_ckpt: dict, adaptive_steps: int = 100, adaptive_restarts: int = 1) -> dict[str, AttackSpec]:
+def burst_attacks(det_ckpt: dict, adaptive_steps: int = 60, adaptive_restarts: int = 1) -> dict[str, AttackSpec]:
     """The attack of each burst kind.
 
     oblivious: an attacker who sees the classifier but not the internal detector (the paper's
     footnote 2): a static detector's own adversary, else the basic iterative method at the
     detector's eps. adaptive: the adaptive white-box attack (trainer/attacks/adaptive.py) on the
-    deployed classifier + detector at its shipped threshold. One run by default: the stream shows
-    what an adaptive attacker does to the agent in seconds (3 restarts cost the main job 25 s more);
-    `trainer audit` is where restarts count.
+    deployed classifier + detector at its shipped threshold, one run of 60 steps: the stream shows
+    what an adaptive attacker does to the agent in seconds (100 steps x 3 restarts cost the main
+    job 28 s more); `trainer audit` is where steps and restarts count.
     """
     adversary = dict(det_ckpt["adversary"])
     eps = adversary["eps"]
