@@ -35,6 +35,7 @@ from agent.sinks.jsonl import JsonlSink
 from agent.sinks.mqtt import MqttSink
 from agent.sinks.stdout import StdoutSink
 from agent.systemd import Notifier, writable_model_files
+from agent.timings import LatencyHistogram
 from common.robustness import describe as describe_robustness
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class CameraStats:
 
 @dataclass
 class Summary:
-    """What a run did, in total and per camera; `timings_ms` (per frame, per stage) only when recording."""
+    """What a run did, in total and per camera; `timings_ms` (per stage, every frame) only when recording."""
 
     frames: int = 0
     alerts: int = 0
@@ -69,7 +70,7 @@ class Summary:
     provider: str = ""
     ended_early: list[str] = field(default_factory=list)  # files that ended before their last frame, and why
     cameras: dict[str, CameraStats] = field(default_factory=dict)
-    timings_ms: dict[str, list[float]] = field(default_factory=dict)
+    timings_ms: dict[str, LatencyHistogram] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -219,7 +220,7 @@ class Watch:
         summary = self.summary = Summary(provider=self.detector.provider,
                                          cameras={c.name: c.stats for c in self.cameras})
         if self.record:
-            summary.timings_ms = {stage: [] for stage in STAGES}
+            summary.timings_ms = {stage: LatencyHistogram() for stage in STAGES}
         self.metrics.ready.set(1)
         names = ", ".join(c.name for c in self.cameras)
         self.notifier.ready(f"watching {names} with {self.detector.provider}")
@@ -299,11 +300,11 @@ class Watch:
             self.metrics.p_adv.labels(camera.name).set(float(p_adv[i]))
             if self.record:
                 t = self.summary.timings_ms
-                t["capture"].append(frame.capture_ms)
-                t["preprocess"].append(prep_ms)
-                t["inference"].append(infer_ms)
-                t["alerting"].append((a1 - a0) * 1e3)
-                t["end_to_end"].append(latency_ms)
+                t["capture"].add(frame.capture_ms)
+                t["preprocess"].add(prep_ms)
+                t["inference"].add(infer_ms)
+                t["alerting"].add((a1 - a0) * 1e3)
+                t["end_to_end"].add(latency_ms)
 
     def _familiarity(self, camera: CameraState, frame: Frame, unfamiliar: bool, p_adv: float) -> None:
         """Count an unfamiliar frame; report the camera's scene turning unfamiliar (and familiar again)."""

@@ -29,8 +29,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "agent"))
@@ -215,8 +213,8 @@ def main() -> None:
     print(f"   {'stage':<11} {'p50 ms':>8} {'p99 ms':>8}   (capture: in the decoder, including the wait for the "
           "next frame of a 25 fps stream)")
     for stage in STAGES:
-        values = np.asarray(s.timings_ms[stage])
-        print(f"   {stage:<11} {np.percentile(values, 50):8.2f} {np.percentile(values, 99):8.2f}")
+        t = s.timings_ms[stage]
+        print(f"   {stage:<11} {t.percentile(50):8.2f} {t.percentile(99):8.2f}")
     rss = result["rss"]
     if len(rss) >= 2:
         at, base = next(((t, r) for t, r in rss if t >= 30), rss[0])  # after start-up allocations
