@@ -1,6 +1,6 @@
 """Cost of the CPU-protocol security audit (issue #11): 1,000 held-out test images at one eps.
 
-    python benchmarks/audit.py --run runs/demo [--images 1000] [--eps 4] [--threads 2] [--set audit.steps=200 ...]
+    python benchmarks/audit.py --run runs/demo [--images 1000] [--eps 4] [--threads 2] [--device cpu|cuda] [--set audit.steps=200 ...]
 
 Runs `trainer audit`'s own code on RUN's deployed detector with the default attack list
 (every adaptive attack with audit.steps steps and audit.restarts restarts) at one eps, on the
@@ -34,11 +34,12 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=1000, help="test images audited (the protocol: 1,000)")
     ap.add_argument("--eps", type=float, default=4.0, help="the one eps of the protocol")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the attacks run (the protocol's target is on CPU)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="further audit.* overrides, e.g. audit.steps=200")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = load_config(Config, args.run / "config.yaml", [f"run_dir={args.run}", "device=cpu", "data.test_limit=null",
+    cfg = load_config(Config, args.run / "config.yaml", [f"run_dir={args.run}", f"device={args.device}", "data.test_limit=null",
                                                          f"audit.images={args.images}", f"audit.eps=[{args.eps}]",
                                                          *args.overrides])
     ctx = open_run(cfg)
@@ -46,7 +47,8 @@ def main() -> None:
     wall, cpu = time.perf_counter(), time.process_time()
     result = runner.audit(cfg.audit, target, progress=True)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    print(f"\n{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+    machine = torch.cuda.get_device_name() if ctx.device.type == "cuda" else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    print(f"\n{machine}, torch {torch.__version__}; "
           f"detector {result['detector']}, {result['images']} images ({result['correct']} correctly classified, "
           f"test images {result['first_test_image']}+), eps {args.eps:g}")
     print("| attack | parameters | seconds (wall) | undetected |\n|---|---|---|---|")

@@ -24,6 +24,11 @@ class Stateful(Protocol):
     def load_state_dict(self, state: dict) -> Any: ...
 
 
+def state_copy(model: nn.Module) -> dict:
+    """A detached copy of `model`'s state, which later training steps leave untouched."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
     """The generator of epoch `epoch` (0-based) of a run seeded `seed`."""
     return torch.Generator(device).manual_seed(seed * 1000 + epoch)
@@ -53,7 +58,7 @@ def train_epochs(model: nn.Module, states: dict[str, Stateful], run_epoch: Calla
                 log(f"{label}: resuming at epoch {start + 1}/{epochs}")
     if start == 0 and baseline is not None:
         best_val = baseline()
-        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        best_state = state_copy(model)
         if writes:
             log(f"{label}: {select.replace('_', ' ')} {best_val:.4f} at the start")
     if writes and metrics_path.exists():
@@ -65,7 +70,7 @@ def train_epochs(model: nn.Module, states: dict[str, Stateful], run_epoch: Calla
         record = run_epoch(epoch, epoch_generator(seed, epoch, device))
         if record[select] > best_val:
             best_val = record[select]
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = state_copy(model)
         record = {"epoch": epoch + 1, **record, "seconds": time.time() - began}
         if writes:
             with open(metrics_path, "a") as f:

@@ -38,10 +38,13 @@ def fit(cfg: Config) -> RunContext:
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, RunDir(run_dir).config)
         print(f"run directory {run_dir}  device {device}  processes {world.size}")
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
     dataset = load_dataset(cfg.data)
+    # Autotuning pays off for the classifier's fixed batch shape only: attacks and detector batches change
+    # shape from batch to batch (the images an attack still works on, the modified share of a batch), and
+    # on an H100 each new shape cost 1-2 s of tuning, 20-40 times the batch itself.
+    torch.backends.cudnn.benchmark = device.type == "cuda"
     train_classifier(cfg, dataset, device, world)
+    torch.backends.cudnn.benchmark = False
     classifier, ckpt = load_classifier(run_dir, device)
     classifier.requires_grad_(False)
     ctx = RunContext(cfg, run_dir, device, dataset, classifier, ckpt, world.is_main)

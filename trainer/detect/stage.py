@@ -98,7 +98,9 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
     }
     (out / "evaluation.json").write_text(json.dumps(report, indent=1))
     n = min(EVAL_IMAGES, len(test_x))
-    checkpoint.save({"clean": test_x[:n].cpu(), "adversarial": test_adv[:n].float().cpu(), "labels": test_y[:n].cpu()},
+    # clone(): a slice would save the whole test split it views.
+    checkpoint.save({"clean": test_x[:n].clone().cpu(), "adversarial": test_adv[:n].float().clone().cpu(),
+                     "labels": test_y[:n].clone().cpu()},
                     ctx.files.eval_images(spec.name))
     checkpoint.save(ckpt, done)
     (out / "train_state.pt").unlink(missing_ok=True)

@@ -19,7 +19,7 @@ from trainer.attacks import AttackSpec, dynamic
 from trainer.config import DetectorSpec
 from trainer.detect.adaptive import adaptive_batches, adaptive_validation_set
 from trainer.detect.evaluate import detectability
-from trainer.loop import train_epochs
+from trainer.loop import state_copy, train_epochs
 from trainer.models.detector import DetectedClassifier
 
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]  # (float images 0..255, float targets 0/1)
@@ -158,4 +158,4 @@ def train_detector(model: DetectedClassifier, spec: DetectorSpec, data: Training
                         metrics_path=out_dir / "metrics.jsonl", label=f"detector {spec.name}",
                         baseline=validate if spec.init_from is not None else None, log=log)
     detector.eval()
-    return {"state_dict": {k: v.detach().clone() for k, v in detector.state_dict().items()}, "val_detectability": best}
+    return {"state_dict": state_copy(detector), "val_detectability": best}
