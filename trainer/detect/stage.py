@@ -98,9 +98,9 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
     }
     (out / "evaluation.json").write_text(json.dumps(report, indent=1))
     n = min(EVAL_IMAGES, len(test_x))
-    # clone(): a slice would save the whole test split it views.
-    checkpoint.save({"clean": test_x[:n].clone().cpu(), "adversarial": test_adv[:n].float().clone().cpu(),
-                     "labels": test_y[:n].clone().cpu()},
+    # A copy, even on the CPU: a slice would save the whole test split it views.
+    checkpoint.save({"clean": test_x[:n].to("cpu", copy=True), "adversarial": test_adv[:n].to("cpu", torch.float32, copy=True),
+                     "labels": test_y[:n].to("cpu", copy=True)},
                     ctx.files.eval_images(spec.name))
     checkpoint.save(ckpt, done)
     (out / "train_state.pt").unlink(missing_ok=True)
