@@ -11,7 +11,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
+from trainer.progress import progress_bar
 
 from trainer import checkpoint
 from trainer.augment import random_crop_flip
@@ -83,7 +83,7 @@ def train_classifier(cfg: Config, data: Dataset, device: torch.device, world: Wo
         model.train()
         stats = torch.zeros(3, device=device)  # loss sum, correct, seen
         batches = range(0, len(order), t.batch_size)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{t.epochs}", leave=False, disable=not world.is_main)
+        bar = progress_bar(batches, desc=f"epoch {epoch + 1}/{t.epochs}", leave=False, show=world.is_main)
         for i in bar:
             idx = order[i : i + t.batch_size]
             x = random_crop_flip(x_train[idx], t.augment.crop_pad, t.augment.flip, gen).float()

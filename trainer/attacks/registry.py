@@ -11,7 +11,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 from pydantic.fields import FieldInfo
 from torch import nn
-from tqdm import tqdm
+from trainer.progress import progress_bar
 
 from trainer.attacks._ops import evaluating, model_device, module_of
 from trainer.attacks.adaptive import adaptive
@@ -176,7 +176,7 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: torch.Tensor, y: torch.Ten
     device = model_device(model) or x.device
     out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
     starts = range(0, len(x), batch_size)
-    for i in tqdm(starts, desc=attack_key(spec), unit="batch", disable=not progress):
+    for i in progress_bar(starts, desc=attack_key(spec), unit="batch", show=progress):
         xb = x[i : i + batch_size].to(device, torch.float32)
         yb = y[i : i + batch_size].to(device, torch.long)
         adv = attack(net, *data, xb, yb, **spec.params()).detach()

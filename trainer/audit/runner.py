@@ -16,7 +16,7 @@ import time
 from typing import Literal
 
 import torch
-from tqdm import tqdm
+from trainer.progress import progress_bar
 
 from trainer.attacks import AttackSpec, run_attack
 from trainer.attacks.registry import accepted_parameters, needs_detector
@@ -57,7 +57,7 @@ def _attacks(cfg: AuditConfig, t: Target, x: torch.Tensor, y: torch.Tensor, prog
     """One row per attack and eps: fooled (within budget), TPR on those, undetected error; plus per-image wins."""
     runs = [(a, eps) for a in cfg.attacks for eps in (cfg.eps if threat(a.name) == "bounded" else [None])]
     rows = []
-    for attack, eps in tqdm(runs, desc="audit attacks", unit="attack", disable=not progress):
+    for attack, eps in progress_bar(runs, desc="audit attacks", unit="attack", show=progress):
         spec = cfg.attack_spec(attack, eps or cfg.eps[0], t.threshold)  # eps is dropped where not taken
         began = time.perf_counter()
         adv = run_attack(spec, t.model.classifier, x, y, t.model.detector_logit, cfg.batch_size, progress=progress)

@@ -5,7 +5,7 @@ import hashlib
 import urllib.request
 from pathlib import Path
 
-from tqdm import tqdm
+from trainer.progress import progress_bar
 
 from common.files import atomic_path
 
@@ -26,7 +26,7 @@ def download(url: str, dest: Path, md5: str, timeout: float = 60.0) -> Path:
             digest = hashlib.md5()
             with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
                 total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name) as bar:
+                with progress_bar(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name) as bar:
                     while chunk := response.read(_CHUNK):
                         out.write(chunk)
                         digest.update(chunk)

@@ -6,7 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from tqdm import tqdm
+from trainer.progress import progress_bar
 
 from .dataset import DataError, Split
 
@@ -50,7 +50,7 @@ def _read_split(folder: Path, classes: list[str], image_size: int, channels: int
     order = np.random.default_rng(_SHUFFLE_SEED).permutation(len(samples))
     samples = [samples[i] for i in order]
     images = np.empty((len(samples), channels, image_size, image_size), np.uint8)
-    for i, (path, _) in enumerate(tqdm(samples, desc=f"decode {folder.name}", unit="img", disable=None, leave=False)):
+    for i, (path, _) in enumerate(progress_bar(samples, desc=f"decode {folder.name}", unit="img", leave=False)):
         images[i] = _decode(path, image_size, channels)
     labels = np.array([label for _, label in samples], np.int64)
     return Split(torch.from_numpy(images), torch.from_numpy(labels))

@@ -13,7 +13,7 @@ from typing import Callable, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
+from trainer.progress import progress_bar
 
 from trainer.attacks import AttackSpec, dynamic
 from trainer.config import DetectorSpec
@@ -141,7 +141,7 @@ def train_detector(model: DetectedClassifier, spec: DetectorSpec, data: Training
         # Adaptive training keeps BN in eval mode, so its attack and its step see the same network (see adaptive.py).
         detector.train(spec.mode != "adaptive")
         loss_sum, correct, seen = 0.0, 0, 0
-        for x, target in tqdm(batches, total=total, desc=f"{spec.name} epoch {epoch + 1}/{spec.epochs}", leave=False):
+        for x, target in progress_bar(batches, total=total, desc=f"{spec.name} epoch {epoch + 1}/{spec.epochs}", leave=False):
             logit = model.detector_logit(x)
             loss = F.binary_cross_entropy_with_logits(logit, target)
             # Zeroed here, not before the batch: a dynamic attack may have left gradients on the detector.
