@@ -61,7 +61,8 @@ def watch(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Opt
           labels: Optional[Path] = typer.Option(None, "--labels", metavar="JSON",
                                                 help="Replay of labelled footage: {\"adversarial\": [frame indices]} "
                                                      "(as `trainer demo-stream` writes); adds detection and false-alarm "
-                                                     "rates to the closing summary.")) -> None:
+                                                     "rates to the closing summary, per burst kind with `kinds`, and "
+                                                     "silent misclassifications with `classes`.")) -> None:
     """Watch every camera with one model and publish debounced alerts (until the sources end or SIGTERM)."""
     from agent.watch import Watch  # after config errors, so `--help` and bad configs stay fast
 

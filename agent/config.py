@@ -91,8 +91,8 @@ class CaptureConfig(Schema):
 class InferenceConfig(Schema):
     """ONNX Runtime session settings."""
 
-    # The most capable provider to try: auto = TensorRT, then CUDA, then CPU; the first
-    # that really loads is kept, and CPU is always the last resort.
+    # auto: TensorRT, then CUDA, then CPU, the first that really loads is kept; tensorrt, cuda
+    # or cpu: that provider or an error, so a GPU vehicle never runs on its CPU unnoticed.
     provider: Literal["auto", "tensorrt", "cuda", "cpu"] = "auto"
     intra_op_threads: int = Field(0, ge=0)  # 0: ONNX Runtime's default (one per core)
     inter_op_threads: int = Field(0, ge=0)

@@ -27,10 +27,10 @@ log = logging.getLogger(__name__)
 
 INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR,
                   "nearest": cv2.INTER_NEAREST, "cubic": cv2.INTER_CUBIC}
-PROVIDER_ORDER = {
+PROVIDER_ORDER = {  # auto falls back along its list; any other choice must load or is an error
     "auto": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider"],
     "cpu": ["CPUExecutionProvider"],
 }
 
@@ -134,14 +134,20 @@ def create_session(info: ModelInfo, cfg: InferenceConfig) -> ort.InferenceSessio
     TensorRT libraries); ORT then logs errors and silently runs on CPU. Each candidate is
     therefore tried with ORT's logging muted and kept only if it is the session's first
     provider, so the log shows the one choice made instead of a wall of load failures.
+    A provider named explicitly (`tensorrt`, `cuda`) that does not load is a `ModelError`:
+    whoever asked for the GPU must not get the CPU without being told.
     """
     data = info.path.read_bytes()
     # The session is built from these very bytes, checked again here, so the file cannot be
     # swapped between the manifest check and the load.
     if hashlib.sha256(data).hexdigest() != info.sha256:
         raise ModelError(f"model {info.path} changed after its manifest was checked")
-    available = set(ort.get_available_providers())
-    candidates = [p for p in PROVIDER_ORDER[cfg.provider] if p in available or p == "CPUExecutionProvider"]
+    available = ort.get_available_providers()
+    wanted = PROVIDER_ORDER[cfg.provider]
+    if cfg.provider != "auto" and wanted[0] not in available:
+        raise ModelError(f"inference.provider={cfg.provider}: this onnxruntime {ort.__version__} has no {wanted[0]} "
+                         f"(it has {', '.join(available)}); install onnxruntime-gpu or set inference.provider=auto")
+    candidates = [p for p in wanted if p in available or p == "CPUExecutionProvider"]
     last_error = None
     for name in candidates:
         providers = [(name, _provider_options(name, cfg, info))]
@@ -158,7 +164,8 @@ def create_session(info: ModelInfo, cfg: InferenceConfig) -> ort.InferenceSessio
         try:
             with warnings.catch_warnings():  # ORT also warns in Python about providers it lacks
                 warnings.simplefilter("ignore")
-                session = ort.InferenceSession(data, sess_options=opts, providers=providers)
+                # No ORT fallback: it would print its retry on stdout, the alerts' stream, and hide the error.
+                session = ort.InferenceSession(data, sess_options=opts, providers=providers, enable_fallback=0)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
             if "external data" in str(exc).lower():
                 raise ModelError(f"model {info.path} keeps weights in external data files, which its manifest "
@@ -171,8 +178,26 @@ def create_session(info: ModelInfo, cfg: InferenceConfig) -> ort.InferenceSessio
             _check_graph(session, info)
             return session
         log.debug("provider %s listed but not usable here", name)
-    first_line = str(last_error).strip().splitlines()[0] if last_error else "no provider"
-    raise ModelError(f"model {info.path} cannot be loaded by ONNX Runtime: {first_line}")
+    if cfg.provider not in ("auto", "cpu"):
+        why = _first_line(last_error) if last_error else _load_failure(wanted[0])
+        raise ModelError(f"inference.provider={cfg.provider}: {wanted[0]} does not load here: {why}; "
+                         "set inference.provider=auto to fall back to the CPU")
+    raise ModelError(f"model {info.path} cannot be loaded by ONNX Runtime: "
+                     f"{_first_line(last_error) if last_error else 'no provider'}")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _load_failure(provider: str) -> str:
+    """Why ORT could not load `provider`'s shared library: the dynamic loader's message (ORT only logs it)."""
+    short = provider.removesuffix("ExecutionProvider").lower()
+    try:
+        ctypes.CDLL(str(Path(ort.__file__).parent / "capi" / f"libonnxruntime_providers_{short}.so"))
+    except OSError as exc:
+        return _first_line(exc)
+    return "ONNX Runtime fell back to the CPU"
 
 
 def _check_graph(session: ort.InferenceSession, info: ModelInfo) -> None:

@@ -292,6 +292,8 @@ class Watch:
             self._familiarity(camera, frame, unfamiliar, float(p_adv[i]))
             if not unfamiliar:  # p_adv means nothing on a scene unlike the training data
                 self._decide(camera, frame, probs[i], float(p_adv[i]))
+            elif self.score is not None:
+                self.score.unfamiliar(frame.index)
             a1 = time.perf_counter()
             latency_ms = (a1 - frame.perf_at) * 1e3
             self.metrics.inference_ms.observe(infer_ms)
@@ -340,7 +342,7 @@ class Watch:
         over = p_adv > self.threshold
         transition = camera.debouncer.update(over)
         if self.score is not None:
-            self.score.frame(frame.index, over)
+            self.score.frame(frame.index, over, int(np.argmax(probs)))
         if transition == "clear":
             log.info("alert on %s cleared at frame %d", camera.name, frame.index)
         if transition != "raise":

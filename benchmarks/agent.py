@@ -11,11 +11,24 @@ rtsp_server.py), one mount per camera. Then, one phase after the other on the sa
 3. RTSP server restarts: time from the server listening again to the reopened stream and to
    the first frame after it.
 
+With --providers (e.g. `cpu cuda`, as benchmarks/gpu_agent.sh runs it on a lent GPU) it compares
+ONNX Runtime providers instead, with file sources, since RTSP decoding is CPU-bound and would not
+measure the provider. Per provider, one after the other:
+
+1. N cameras from the clips, looped (opened live: each decodes as fast as it can and starts again at
+   its end; the agent takes the newest frame): seconds from `Watch()` to READY, frames/s, stage p50/p99;
+2. inference alone on prepared footage frames, interleaved across providers: session and warm-up
+   time, batch-1 and batch-8 latency p50/p99;
+3. the demo stream (`trainer demo-stream`): max |p_adv - the first provider's|, threshold decisions
+   and the alerts of a `Watch` over it compared with the first provider's.
+
     python benchmarks/agent.py --model runs/demo/model.onnx [--cameras 8] [--seconds 60] [--soak-seconds 300]
+    python benchmarks/agent.py --model runs/demo/model.onnx --providers cpu cuda [--seconds 20] [--stream DIR]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import platform
@@ -29,12 +42,19 @@ import threading
 import time
 from pathlib import Path
 
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # the end of an image sequence or a looped file is not news
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "agent"))
 
 from agent.cameras import resolve  # noqa: E402
 from agent.config import load_agent_config  # noqa: E402
+from agent.model import Detector, gpu_name, verify_model  # noqa: E402
 from agent.watch import STAGES, Watch  # noqa: E402
 from conftest import free_port  # noqa: E402
 from rtsp import RtspServer, encode, footage, missing  # noqa: E402
@@ -148,6 +168,118 @@ def reconnects(model: Path, clip: Path, times: int, work: Path) -> list[tuple[fl
     return out
 
 
+def looped_cameras(model: Path, provider: str, clips: list[Path], n: int, seconds: float, work: Path) -> tuple:
+    """N cameras from `clips`, looped, in one Watch on `provider`: (seconds to READY, Summary, mean batch)."""
+    cfg = load_agent_config(None, overrides(work, f"cameras-{provider}") + [
+        f"inference.provider={provider}", "capture.mode=live", "capture.reconnect_initial_s=0.01",
+        "capture.reconnect_max_s=0.05"])
+    start = time.perf_counter()
+    watch = Watch(cfg, model, resolve(cfg, sources=[f"cam{i}={clips[i % len(clips)]}" for i in range(n)]), record=True)
+    ready = time.perf_counter() - start
+    threading.Timer(seconds, watch.stop.set).start()
+    summary = watch.run()
+    batch = {s.name.rsplit("_", 1)[1]: s.value for s in watch.metrics.batch_size.collect()[0].samples
+             if s.name.endswith(("_sum", "_count"))}
+    return ready, summary, batch["sum"] / max(1, batch["count"])
+
+
+def latencies(model: Path, providers: list[str], clip: Path, iters: int) -> dict:
+    """Per provider: session and warm-up seconds, and (p50, p99) ms of batch-1 and batch-8 calls.
+
+    The calls go round-robin in chunks of 10 per provider and batch size, so load from other
+    processes lands on every provider alike.
+    """
+    info = verify_model(model)
+    out, detectors = {}, {}
+    for p in providers:
+        cfg = load_agent_config(None, [f"inference.provider={p}"]).inference
+        t0 = time.perf_counter()
+        detectors[p] = Detector(info, cfg)
+        t1 = time.perf_counter()
+        detectors[p].warmup(cfg.warmup_runs, tuple(range(1, 9)))  # as the agent warms 8 cameras
+        out[p] = {"session_s": t1 - t0, "warmup_s": time.perf_counter() - t1}
+    cap = cv2.VideoCapture(str(clip))
+    frames = [cap.read()[1] for _ in range(8)]
+    cap.release()
+    batches = {8: np.stack([detectors[providers[0]].prepare(f) for f in frames])}
+    batches[1] = batches[8][:1]
+    ms = {(p, b): [] for p in providers for b in batches}
+    for _ in range(max(1, iters // 10)):
+        for p, detector in detectors.items():
+            for b, batch in batches.items():
+                for _ in range(10):
+                    t = time.perf_counter()
+                    detector.infer(batch)
+                    ms[p, b].append((time.perf_counter() - t) * 1e3)
+    for (p, b), values in ms.items():
+        out[p][b] = (np.percentile(values, 50), np.percentile(values, 99))
+    return out
+
+
+def parity(model: Path, providers: list[str], stream: Path, work: Path) -> dict:
+    """Per provider on the demo stream: p_adv of every frame (the agent's preprocessing, batches of 8)
+    and the frame indices of the alerts a Watch over the stream raises."""
+    pattern = str(stream / "frames" / "%05d.png")
+    cap = cv2.VideoCapture(pattern, cv2.CAP_IMAGES)  # as the agent opens a sequence
+    frames = []
+    while (frame := cap.read()[1]) is not None:
+        frames.append(frame)
+    cap.release()
+    info = verify_model(model)
+    out = {}
+    for p in providers:
+        detector = Detector(info, load_agent_config(None, [f"inference.provider={p}"]).inference)
+        p_adv = np.concatenate([detector.infer(np.stack([detector.prepare(f) for f in frames[i:i + 8]]))[1]
+                                for i in range(0, len(frames), 8)])
+        alerts = work / f"alerts-{p}.jsonl"
+        alerts.unlink(missing_ok=True)
+        cfg = load_agent_config(None, overrides(work, f"stream-{p}") + [f"inference.provider={p}", f"sinks.jsonl={alerts}"])
+        Watch(cfg, model, resolve(cfg, sources=[f"demo={pattern}"])).run()
+        events = [json.loads(line) for line in alerts.read_text().splitlines()] if alerts.exists() else []
+        out[p] = {"p_adv": p_adv, "alerts": [e["frame_index"] for e in events if e["event"] == "alert"]}
+    return {"frames": len(frames), "threshold": info.threshold, "by_provider": out}
+
+
+def compare_providers(args: argparse.Namespace, clips: list[Path]) -> None:
+    """The --providers run: the three phases above, then one report."""
+    n, ps = args.cameras, list(dict.fromkeys(args.providers))
+    cams = {p: looped_cameras(args.model, p, clips, n, args.seconds, args.work) for p in ps}
+    lat = latencies(args.model, ps, clips[0], args.iters)
+    par = parity(args.model, ps, args.stream, args.work) if (args.stream / "frames").is_dir() else None
+
+    print(f"machine:  {platform.machine()}, {os.cpu_count()} CPU cores visible, GPU {gpu_name()}, load average "
+          f"{os.getloadavg()[0]:.1f} at the end; onnxruntime {ort.__version__} ({Path(ort.__file__).parent}), "
+          f"providers {', '.join(ort.get_available_providers())}")
+    print(f"model:    {args.model}; footage: {', '.join(c.name for c in clips)} as files, {n} cameras")
+    print(f"\n1. {n} looped cameras in one Watch, {args.seconds:g} s per provider (files opened live: each camera "
+          "decodes as fast as it can, so frames/s is what the agent keeps up with)")
+    print(f"   {'provider':<10} {'READY s':>8} {'frames/s':>9} {'batch':>6} " + " ".join(
+        f"{stage + ' ms/frame p50/p99':>24}" for stage in ("inference", "end_to_end")))
+    for p, (ready, s, batch) in cams.items():
+        print(f"   {p:<10} {ready:8.2f} {s.fps:9.1f} {batch:6.2f} " + " ".join(
+            f"{s.timings_ms[stage].percentile(50):11.3f} /{s.timings_ms[stage].percentile(99):10.3f}"
+            for stage in ("inference", "end_to_end")) + f"   ({s.provider})")
+    print(f"\n2. inference alone on {clips[0].name} frames, {args.iters} calls per provider and batch size, "
+          "interleaved (ms per call)")
+    print(f"   {'provider':<10} {'session s':>9} {'warm-up s':>9} {'b1 p50':>8} {'b1 p99':>8} {'b8 p50':>8} "
+          f"{'b8 p99':>8} {'b8 frames/s':>12}")
+    for p, r in lat.items():
+        print(f"   {p:<10} {r['session_s']:9.2f} {r['warmup_s']:9.2f} {r[1][0]:8.3f} {r[1][1]:8.3f} "
+              f"{r[8][0]:8.3f} {r[8][1]:8.3f} {8e3 / r[8][0]:12.0f}")
+    if par is None:
+        print(f"\n3. no demo stream at {args.stream} (trainer demo-stream --run runs/demo --out {args.stream})")
+        return
+    ref, by = ps[0], par["by_provider"]
+    t = par["threshold"]
+    print(f"\n3. demo stream {args.stream}: {par['frames']} frames, threshold {t:.4f}, against {ref}")
+    for p in ps:
+        d = by[p]
+        print(f"   {p:<10} max |p_adv diff| {np.abs(d['p_adv'] - by[ref]['p_adv']).max():.2e}, decisions agree "
+              f"{np.mean((d['p_adv'] > t) == (by[ref]['p_adv'] > t)):.2%}, {len(d['alerts'])} alerts, "
+              + ("the same frames" if d["alerts"] == by[ref]["alerts"] else
+                 f"frames differ: {sorted(set(d['alerts']) ^ set(by[ref]['alerts']))[:10]}"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="exported .onnx (e.g. the main job's runs/demo/model.onnx)")
@@ -157,8 +289,21 @@ def main() -> None:
     parser.add_argument("--restarts", type=int, default=5, help="RTSP server restarts to time")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "agent-bench",
                         help="encoded clips are cached here")
+    parser.add_argument("--providers", nargs="+", choices=["cpu", "cuda", "tensorrt", "auto"],
+                        help="compare these inference.provider values on file sources instead (the first is the "
+                             "reference for parity)")
+    parser.add_argument("--iters", type=int, default=200, help="with --providers: calls per provider and batch size")
+    parser.add_argument("--stream", type=Path, default=ROOT / "runs" / "demo" / "stream",
+                        help="with --providers: the demo stream for the parity check")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    if args.providers:
+        args.work.mkdir(parents=True, exist_ok=True)
+        clips = [footage(name) for name in CLIPS]
+        if None in clips:
+            sys.exit(f"{', '.join(CLIPS)} not found: unpack opencv-doc (scripts/setup.sh) or set OPENCV_SAMPLES")
+        compare_providers(args, clips)
+        return
     why = missing()
     if why:
         sys.exit(f"cannot serve RTSP here: {why}")
@@ -171,8 +316,6 @@ def main() -> None:
             sys.exit(f"{name} not found: unpack opencv-doc (scripts/setup.sh)")
         out = args.work / f"{Path(name).stem}-{SIZE[0]}x{SIZE[1]}-{int(longest)}s.mkv"
         if not out.exists():
-            import cv2
-
             cap = cv2.VideoCapture(str(source))
             frames = max(1, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
             length = frames / (cap.get(cv2.CAP_PROP_FPS) or FPS)

@@ -75,6 +75,7 @@ class ModelMetadata(BaseModel):
     precision: Precision
     robustness: Optional[dict[str, Any]] = None  # the `trainer audit` summary (common/robustness.py); absent: not audited
     familiarity: Optional[Familiarity] = None  # absent: runs from before familiarity scoring
+    calibration: Optional[dict[str, Any]] = None  # the images the thresholds were set on; absent: clean validation images
 
     @model_validator(mode="after")
     def _colour_fits_channels(self) -> "ModelMetadata":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 KEY = "robustness"
-FIELDS = ("eps", "norm", "images", "attacks", "worst_case_undetected", "clean_fpr", "benign_fpr_max")
+FIELDS = ("eps", "norm", "images", "attacks", "worst_case_undetected", "clean_fpr", "benign_fpr_max", "calibration")
 
 
 def describe(meta: dict[str, str]) -> str:
@@ -26,6 +26,7 @@ def line(r: dict) -> str:
     text = (f"worst-case undetected error {_pct(r['worst_case_undetected'])} at {r['norm']} eps {r['eps']:g} "
             f"({r['images']} images, {len(r['attacks'])} attacks: {', '.join(r['attacks'])}); "
             f"clean FPR {_pct(r['clean_fpr'])}, worst benign-corruption FPR {_pct(r['benign_fpr_max'])}")
+    text += f"; threshold set on {r.get('calibration', 'clean')} validation images"
     return text + (f"; patch {_pct(r['patch_undetected'])}" if r.get("patch_undetected") is not None else "")
 
 

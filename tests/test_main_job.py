@@ -41,6 +41,7 @@ def test_train_export_stream_watch(tmp_path):
     assert labels["adversarial"] == [15, 16, 17, 18, 19, 45, 46, 47, 48, 49] and labels["detector"] == "dynamic"
     assert labels["kinds"] == {"oblivious": [15, 16, 17, 18, 19], "adaptive": [45, 46, 47, 48, 49]}
     assert labels["attacks"]["adaptive"]["name"] == "adaptive" and 0 < labels["attacks"]["adaptive"]["threshold"] < 1
+    assert len(labels["classes"]) == 60 and len(labels["class_names"]) == 10
 
     watched = run("agent", "watch", "--model", str(model), "--source", str(stream / "frames" / "%05d.png"),
                   "--labels", str(stream / "labels.json"), "--set", "metrics.port=0",
@@ -52,5 +53,9 @@ def test_train_export_stream_watch(tmp_path):
         judged = re.search(re.escape(line) + r"\d+/(\d+) = ", watched.stderr)
         assert judged and 0 < int(judged.group(1)) <= frames, watched.stderr
     assert "oblivious bursts: detection " in watched.stderr and "adaptive bursts: detection " in watched.stderr
-    alerts = [json.loads(line) for line in watched.stdout.splitlines() if line.startswith("{")]
+    for kind in ("oblivious", "adaptive"):
+        assert re.search(rf"^{kind}: \d+ frames, \d+ fooled the classifier, \d+ of them flagged, \d+ silent "
+                         "misclassifications", watched.stderr, re.M), watched.stderr
+    events = [json.loads(line) for line in watched.stdout.splitlines() if line.startswith("{")]
+    alerts = [e for e in events if e["event"] == "alert"]  # the others: scene_unfamiliar, camera_degraded, ...
     assert all(a["model_sha256"] and a["frame_index"] < 60 for a in alerts)

@@ -14,6 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 from trainer.progress import progress_bar
 
 from trainer import checkpoint
+from trainer.adversarial import pgd_accuracy, training_images
 from trainer.augment import random_crop_flip
 from trainer.config import Config
 from trainer.data import Dataset
@@ -77,7 +78,11 @@ def train_classifier(cfg: Config, data: Dataset, device: torch.device, world: Wo
     x_train = data.train.images.to(device)
     y_train = data.train.labels.to(device)
 
+    adv = t.adversarial
+
     def run_epoch(epoch: int, gen: torch.Generator) -> dict:
+        if adv is not None:  # the training attack's random starts, reproducible on resume
+            torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen, device=device)))
         order = torch.randperm(len(x_train), generator=gen, device=device)
         order = order[world.rank :: world.size]
         model.train()
@@ -90,6 +95,8 @@ def train_classifier(cfg: Config, data: Dataset, device: torch.device, world: Wo
             if on_gpu and t.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = y_train[idx]
+            if adv is not None:
+                x = training_images(model, x, y, adv)
             with _autocast(cfg, device):
                 logits = step(x)
                 loss = F.cross_entropy(logits, y)
@@ -102,23 +109,29 @@ def train_classifier(cfg: Config, data: Dataset, device: torch.device, world: Wo
                 bar.set_postfix(loss=f"{stats[0].item() / stats[2].item():.3f}", acc=f"{stats[1].item() / stats[2].item():.3f}")
         sched.step()
         all_reduce_sum(stats, world)
-        return {"lr": opt.param_groups[0]["lr"], "train_loss": stats[0].item() / stats[2].item(),
-                "train_acc": stats[1].item() / stats[2].item(),
-                "val_acc": accuracy(model, data.val.images, data.val.labels, t.eval_batch_size)}
+        record = {"lr": opt.param_groups[0]["lr"], "train_loss": stats[0].item() / stats[2].item(),
+                  "train_acc": stats[1].item() / stats[2].item(),
+                  "val_acc": accuracy(model, data.val.images, data.val.labels, t.eval_batch_size)}
+        if adv is not None:
+            n = adv.guard_images
+            record["val_robust_acc"] = pgd_accuracy(model, data.val.images[:n], data.val.labels[:n], adv.eps,
+                                                    adv.guard_steps, t.eval_batch_size)
+        return record
 
     best_val = train_epochs(model, {"optimizer": opt, "scheduler": sched}, run_epoch, epochs=t.epochs, seed=cfg.seed,
-                            device=device, select="val_acc", state_path=files.classifier_last,
+                            device=device, select="val_acc" if adv is None else "val_robust_acc", state_path=files.classifier_last,
                             metrics_path=files.metrics, label="classifier", stamp=stamp, writes=world.is_main)
-    result = {**_finish(cfg, model, data, best_val), "stamp": stamp}
+    result = {**_finish(cfg, model, data), "stamp": stamp}
     if world.is_main:
         checkpoint.save(result, files.classifier)
         files.classifier_last.unlink(missing_ok=True)
-        print(f"classifier: best val acc {best_val:.4f}, test acc {result['test_acc']:.4f} -> {files.classifier}")
+        robust = "" if adv is None else f", PGD-{adv.guard_steps} val acc at eps {adv.eps:g} {best_val:.4f}"
+        print(f"classifier: val acc {result['val_acc']:.4f}{robust}, test acc {result['test_acc']:.4f} -> {files.classifier}")
     barrier(world)
     return result
 
 
-def _finish(cfg: Config, model: TappedClassifier, data: Dataset, best_val: float) -> dict:
+def _finish(cfg: Config, model: TappedClassifier, data: Dataset) -> dict:
     return {
         "model_config": cfg.model.model_dump(mode="json"),
         "in_channels": data.channels,
@@ -128,6 +141,6 @@ def _finish(cfg: Config, model: TappedClassifier, data: Dataset, best_val: float
         "dataset": data.name,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "epoch": cfg.train.epochs,
-        "val_acc": best_val,
+        "val_acc": accuracy(model, data.val.images, data.val.labels, cfg.train.eval_batch_size),
         "test_acc": accuracy(model, data.test.images, data.test.labels, cfg.train.eval_batch_size),
     }

@@ -13,6 +13,7 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 from common.config import Schema
 from trainer.attacks import ATTACKS, AttackSpec
 from trainer.attacks.registry import accepted_parameters
+from trainer.audit.corruptions import CORRUPTIONS
 
 
 class DataConfig(Schema):
@@ -44,6 +45,23 @@ class AugmentConfig(Schema):
     flip: bool = Field(True, description="random horizontal flips")
 
 
+class AdversarialTraining(Schema):
+    """Adversarial training of the classifier (beyond the paper, which trains it on clean images): l_inf, eps in 0..255."""
+
+    method: Literal["pgd", "fgsm_rs", "n_fgsm"] = Field(
+        ..., description="pgd: PGD-k from a random start (Madry et al. 2018); fgsm_rs: FGSM from a random start "
+                         "(Wong et al. 2020); n_fgsm: FGSM from strong noise, unprojected (de Jorge et al. 2022)")
+    eps: float = Field(..., gt=0, description="l_inf budget of the training attack, 0..255 units")
+    steps: PositiveInt = Field(7, description="pgd: steps of the training attack")
+    alpha: Optional[float] = Field(None, gt=0, description="step size; None = the method's paper: pgd 2.5 eps / steps, "
+                                                           "fgsm_rs 1.25 eps, n_fgsm eps")
+    clean_share: float = Field(0.0, ge=0, lt=1, description="fraction of each batch left clean (trades robustness for "
+                                                           "clean accuracy); 0 = every image attacked, as Madry et al.")
+    guard_images: PositiveInt = Field(500, description="validation images whose PGD accuracy is measured after every epoch; "
+                                                       "the epoch with the best one is kept (catastrophic-overfitting guard)")
+    guard_steps: PositiveInt = Field(10, description="steps of the guard's PGD (one random start, at `eps`)")
+
+
 class TrainConfig(Schema):
     """Classifier training (Sec. 4.1)."""
 
@@ -59,6 +77,7 @@ class TrainConfig(Schema):
     channels_last: bool = Field(True, description="GPU only")
     bf16: bool = Field(True, description="bf16 autocast, GPU only")
     compile: bool = Field(False, description="torch.compile the model, GPU only")
+    adversarial: Optional[AdversarialTraining] = Field(None, description="adversarial training; None = clean images only (the paper)")
 
 
 class DetectorTraining(Schema):
@@ -106,6 +125,19 @@ class DetectorSpec(DetectorTraining):
                                                   "the adversarial twins (a static one: precomputed, cached; `dynamic`: sigma "
                                                   "drawn from sigma_range); None = adaptive twins only")
     paper_share: float = Field(0.5, ge=0, le=1, description="adaptive mode: fraction of twins made by paper_adversary")
+    positives: list[AttackSpec] = Field([], description="static mode: further static adversaries (e.g. other budgets up to "
+                                        "l_inf 32 and l_2 1000); each image's twin is drawn every epoch from `adversary` and "
+                                        "these, so p_adv learns to rise with perturbation size. Adaptive mode: the same for "
+                                        "the paper_adversary share")
+    negatives: list[str] = Field([], description="benign corruptions (trainer/audit/corruptions.py) that the detector learns "
+                                 "as negatives: every epoch a share `negative_share` of the clean images is replaced by a "
+                                 "copy under one of them at a random severity; [] = clean images only (the paper)")
+    negative_share: float = Field(0.5, ge=0, le=1, description="fraction of negatives that are corrupted copies")
+
+    @field_validator("negatives")
+    @classmethod
+    def _known_corruptions(cls, names: list[str]) -> list[str]:
+        return known_corruptions(names)
 
     @model_validator(mode="after")
     def _check_mode(self):
@@ -118,6 +150,13 @@ class DetectorSpec(DetectorTraining):
             self._check_adaptive()
         elif self.eps_range is not None or self.eps_ramp_epochs or self.paper_adversary is not None:
             raise ValueError("eps_range, eps_ramp_epochs and paper_adversary apply to mode adaptive only")
+        if self.mode == "dynamic" and (self.positives or self.negatives):
+            raise ValueError("positives and negatives apply to modes static and adaptive")
+        if self.mode == "adaptive" and self.positives and (self.paper_adversary is None or self.paper_adversary.name == "dynamic"):
+            raise ValueError("adaptive mode: positives widen a static paper_adversary; set one")
+        for p in self.positives:
+            if p.name in ("dynamic", "adaptive"):
+                raise ValueError(f"positives are static adversaries, precomputed once; got {p.name}")
         return self
 
     def _check_adaptive(self) -> None:
@@ -133,10 +172,26 @@ class DetectorSpec(DetectorTraining):
             raise ValueError("paper_adversary is one of the paper's attacks; a dynamic one draws sigma from sigma_range")
 
 
-class CalibrationConfig(Schema):
-    """The alert threshold shipped with the deployed detector, set on clean validation images."""
+def known_corruptions(names: list[str]) -> list[str]:
+    """`names` if every one is a corruption of trainer/audit/corruptions.py, else a ValueError naming the first that is not."""
+    for name in names:
+        if name not in CORRUPTIONS:
+            raise ValueError(f"unknown corruption {name!r}; known: {', '.join(CORRUPTIONS)}")
+    return names
 
-    fpr: float = Field(0.01, gt=0, lt=1, description="false-alarm rate on clean validation images that `threshold` gives")
+
+class CalibrationConfig(Schema):
+    """The alert threshold shipped with the deployed detector, set on validation images (clean, or clean and corrupted)."""
+
+    fpr: float = Field(0.01, gt=0, lt=1, description="false-alarm rate on the calibration images that `threshold` gives")
+    corruptions: list[str] = Field([], description="benign corruptions (trainer/audit/corruptions.py) in the calibration set: "
+                                   "every validation image joins it clean and once more under one of these at a random "
+                                   "severity; [] = clean validation images only. The clean-only FPR is reported beside it")
+
+    @field_validator("corruptions")
+    @classmethod
+    def _known_corruptions(cls, names: list[str]) -> list[str]:
+        return known_corruptions(names)
     report_fprs: list[float] = Field([0.01, 0.05], description="further false-positive rates to calibrate and report TPR at")
 
 

@@ -4,7 +4,8 @@ Frames are written as PNG (lossless) so that the perturbations reach the agent e
 computed (after the uint8 rounding any camera stream applies). Bursts come in two kinds: an
 attacker who knows only the classifier (oblivious) and the adaptive white-box attacker who knows
 the deployed classifier, detector and threshold. `labels.json` names the adversarial frames of
-each kind so `agent watch --labels` can score detection and false alarms per kind.
+each kind and every frame's true class so `agent watch --labels` can score detection, false
+alarms and silent misclassifications per kind.
 """
 from __future__ import annotations
 
@@ -59,12 +60,14 @@ def write_demo_stream(run_dir: Path, out: Path, detector: str | None = None, fra
     """Write `out/frames/%05d.png` and `out/labels.json`; returns the labels.
 
     Bursts alternate between the kinds of BURST_KINDS; labels.json lists all adversarial frames
-    (`adversarial`), those of each kind (`kinds`) and each kind's attack (`attacks`).
+    (`adversarial`), those of each kind (`kinds`), each kind's attack (`attacks`) and the true
+    class of every frame (`classes`, indices into `class_names`).
     """
     name = resolve_detector(run_dir, detector)
     model, _, det_ckpt = load_detected_classifier(run_dir, name)
     cfg = load_config(Config, RunDir(run_dir).config)
-    test = load_dataset(cfg.data).test
+    data = load_dataset(cfg.data)
+    test = data.test
     pick = torch.arange(frames) % len(test)
     images, labels = test.images[pick], test.labels[pick]
     adv = adversarial_frames(frames, burst, period)
@@ -85,6 +88,7 @@ def write_demo_stream(run_dir: Path, out: Path, detector: str | None = None, fra
         fooled = (model.classifier(images[adv].float()).argmax(1) != labels[adv]).float().mean().item()
     result = {"frames": frames, "adversarial": adv, "kinds": kinds, "detector": name,
               "attacks": {k: a.model_dump(exclude_none=True) for k, a in attacks.items()},
-              "classifier_fooled": fooled, "pattern": str(frame_dir / "%05d.png")}
+              "classifier_fooled": fooled, "pattern": str(frame_dir / "%05d.png"),
+              "classes": labels.tolist(), "class_names": data.classes}
     (out / "labels.json").write_text(json.dumps(result, indent=1))
     return result

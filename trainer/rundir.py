@@ -89,7 +89,8 @@ def classifier_stamp(cfg: Config) -> dict:
     """
     return {"seed": cfg.seed, "data": cfg.data.model_dump(mode="json", exclude={"root", "download"}),
             "model": cfg.model.model_dump(mode="json"),
-            "train": cfg.train.model_dump(mode="json", exclude={"eval_batch_size"})}
+            # Runs from before adversarial training existed stay valid while they do not use it.
+            "train": cfg.train.model_dump(mode="json", exclude={"eval_batch_size"} | ({"adversarial"} if cfg.train.adversarial is None else set()))}
 
 
 def load_classifier(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[TappedClassifier, dict]:

@@ -6,10 +6,13 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from agent.cli import app
+from agent.config import AgentConfig
+from agent.model import Detector, verify_model
 from common.manifest import manifest_path
 from conftest import write_config, write_sequence
 from fixture_model import make_frames
@@ -139,6 +142,26 @@ def test_watch_scores_a_labelled_replay(model_path, tmp_path):
     assert "detection rate on adversarial frames: 5/5 = 100.0%" in result.stderr
     assert "false alarms on clean frames:         0/25 = 0.0%" in result.stderr
     assert "alerts on adversarial frames: 2, elsewhere: 0" in result.stderr
+
+
+def test_watch_reports_silent_misclassifications(model_path, tmp_path):
+    frames = make_frames(30, adversarial=[5, 6, 7, 20, 21])
+    source = write_sequence(tmp_path / "replay", frames)
+    detector = Detector(verify_model(model_path), AgentConfig().inference)
+    predicted = detector.infer(np.stack([detector.prepare(f) for f in frames]))[0].argmax(1)
+    # Frame 8 is labelled adversarial but left clean, so it is not flagged: fooling there is silent.
+    fooled = {6, 8, 20}
+    classes = [int(c + 1) % 4 if i in fooled else int(c) for i, c in enumerate(predicted)]
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"adversarial": [5, 6, 7, 8, 20, 21], "classes": classes,
+                                  "kinds": {"oblivious": [5, 6, 7, 8], "adaptive": [20, 21]}}))
+    cfg = write_config(tmp_path / "agent.yaml", tmp_path)
+    result = runner.invoke(app, ["watch", "--model", str(model_path), "--source", source, "--config", str(cfg),
+                                 "--labels", str(labels)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[-2:] == [
+        "oblivious: 4 frames, 2 fooled the classifier, 1 of them flagged, 1 silent misclassifications",
+        "adaptive: 2 frames, 1 fooled the classifier, 1 of them flagged, 0 silent misclassifications"]
 
 
 def test_watch_rejects_a_bad_labels_file(model_path, sequence, tmp_path):

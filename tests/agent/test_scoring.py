@@ -25,3 +25,29 @@ def test_labels_without_kinds_keep_the_overall_summary(tmp_path):
     score = LabelledScore.load(path)
     score.frame(1, True)
     assert len(score.lines()) == 3 and "1/1 = 100.0%" in score.lines()[0]
+
+
+def test_silent_misclassifications_per_burst_kind(tmp_path):
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps({"adversarial": [3, 4, 5, 10, 11], "classes": [i % 4 for i in range(20)],
+                                "kinds": {"oblivious": [3, 4, 5], "adaptive": [10, 11]}}))
+    score = LabelledScore.load(path)
+    fooled, flagged = {3, 4, 10, 11, 12}, {3, 11, 12}  # 12 is clean: a wrong class there is no attack's doing
+    for i in range(20):
+        if i == 5:
+            score.unfamiliar(i)
+        else:
+            score.frame(i, i in flagged, (i + 1) % 4 if i in fooled else i % 4)
+    assert score.silent("oblivious") == {"frames": 2, "fooled": 2, "flagged": 1, "silent": 1, "unfamiliar": 1}
+    assert score.lines()[-2:] == [
+        "oblivious: 2 frames, 2 fooled the classifier, 1 of them flagged, 1 silent misclassifications "
+        "(1 more frames unfamiliar: not judged)",
+        "adaptive: 2 frames, 2 fooled the classifier, 1 of them flagged, 1 silent misclassifications"]
+
+
+def test_labels_without_classes_have_no_silent_lines(tmp_path):
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps({"adversarial": [1], "kinds": {"oblivious": [1]}}))
+    score = LabelledScore.load(path)
+    score.frame(1, False, 0)
+    assert len(score.lines()) == 4 and not any("silent" in line for line in score.lines())

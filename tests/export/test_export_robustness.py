@@ -32,9 +32,10 @@ def test_an_audited_run_ships_its_worst_case(run_dir, tmp_path):
     meta = read(onnx.load(str(path)))
     shipped = json.loads(meta["robustness"])
     assert shipped == {"eps": 4.0, "norm": "linf", "images": 40, "attacks": ["adaptive", "fast"],
-                       "worst_case_undetected": 0.35, "clean_fpr": 0.025, "benign_fpr_max": 0.6}
+                       "worst_case_undetected": 0.35, "clean_fpr": 0.025, "benign_fpr_max": 0.6,
+                       "calibration": "clean"}  # an audit from before calibration sets were named: clean ones
     line = describe(meta)
-    assert "35.0%" in line and "linf eps 4" in line and "60.0%" in line
+    assert "35.0%" in line and "linf eps 4" in line and "60.0%" in line and "set on clean validation" in line
     assert f"robustness: {line}" in report
 
 

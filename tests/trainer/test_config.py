@@ -112,3 +112,28 @@ def test_adaptive_settings_are_rejected_in_other_modes():
     with pytest.raises(ValueError, match="mode adaptive only"):
         Config.model_validate({"detectors": [{"name": "s", "adversary": {"name": "iterative_linf", "eps": 4},
                                               "eps_range": [2, 8]}]})
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("train.adversarial={method: pgd, eps: -4}", "train.adversarial.eps"),
+    ("train.adversarial={method: trades, eps: 4}", "train.adversarial.method"),
+    ("train.adversarial={eps: 4}", "train.adversarial.method"),
+    ("calibration.corruptions=[gaussian_noise, rain]", "unknown corruption 'rain'"),
+    ("detectors=[{name: s, adversary: {name: iterative_linf, eps: 4}, negatives: [snow]}]", "unknown corruption 'snow'"),
+    ("detectors=[{name: s, adversary: {name: iterative_linf, eps: 4}, positives: [{name: dynamic, eps: 4}]}]",
+     "positives are static"),
+])
+def test_bad_robust_training_values_are_one_line_with_exit_2(override, fragment):
+    result = CliRunner().invoke(app, ["fit", "--config", "configs/demo.yaml", "--set", override])
+    assert result.exit_code == 2
+    assert result.output.strip().startswith("error:") and fragment in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_robust_training_keys_leave_earlier_runs_valid():
+    from trainer.rundir import classifier_stamp
+
+    cfg = load_config(Config, "configs/cifar.yaml")
+    assert "adversarial" not in classifier_stamp(cfg)["train"]
+    robust = load_config(Config, "configs/cifar.yaml", ["train.adversarial={method: fgsm_rs, eps: 4}"])
+    assert classifier_stamp(robust)["train"]["adversarial"]["method"] == "fgsm_rs"

@@ -78,6 +78,19 @@ CORRUPTIONS: dict[str, Corruption] = {
 def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarray:
     """`images` uint8 [N, C, H, W] (RGB or grey) under corruption `name` at `severity` (0..2), as uint8 [N, C, H, W]."""
     rng = np.random.default_rng(seed)
-    fn = CORRUPTIONS[name]
-    out = [np.clip(np.rint(fn(img.transpose(1, 2, 0), severity, rng)), 0, 255).astype(np.uint8) for img in images]
+    out = [_apply(CORRUPTIONS[name], img, severity, rng) for img in images]
     return np.stack(out).transpose(0, 3, 1, 2)
+
+
+def _apply(fn: Corruption, img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """One uint8 [C, H, W] image under `fn` -> uint8 [H, W, C]."""
+    return np.clip(np.rint(fn(img.transpose(1, 2, 0), severity, rng)), 0, 255).astype(np.uint8)
+
+
+def corrupt_randomly(images: np.ndarray, names: list[str], rng: np.random.Generator) -> np.ndarray:
+    """`images` uint8 [N, C, H, W], each under a corruption drawn from `names` at a severity drawn from 0..2:
+    the benign variety a detector learns as negatives and is calibrated on."""
+    kinds = rng.integers(len(names), size=len(images))
+    severities = rng.integers(SEVERITIES, size=len(images))
+    out = [_apply(CORRUPTIONS[names[k]], img, int(s), rng) for img, k, s in zip(images, kinds, severities)]
+    return np.stack(out).transpose(0, 3, 1, 2) if out else images.copy()

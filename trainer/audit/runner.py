@@ -42,7 +42,8 @@ def audit(cfg: AuditConfig, t: Target, progress: bool = True) -> dict:
     x, y = t.x[correct], t.y[correct]
     attacks = _attacks(cfg, t, x, y, progress)
     return {
-        "detector": t.detector, "threshold": t.threshold, "threshold_fpr": t.threshold_fpr, "norm": cfg.norm,
+        "detector": t.detector, "threshold": t.threshold, "threshold_fpr": t.threshold_fpr, "calibration": t.calibration,
+        "norm": cfg.norm,
         "images": len(t.x), "correct": len(x), "first_test_image": t.first_image,
         "overlap_with_detector_evaluation": max(0, t.evaluated_images - t.first_image),
         "clean_accuracy": 1 - rate(clean.misclassified), "clean_fpr": rate(clean.flagged),

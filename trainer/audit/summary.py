@@ -33,7 +33,8 @@ def robustness(result: dict) -> dict:
     summary = {"eps": eps, "norm": result["norm"], "images": result["correct"],
                "attacks": sorted({r["attack"] for r in result["attacks"] if r["threat"] != "patch"}),
                "worst_case_undetected": worst[eps]["undetected"] if eps in worst else None,
-               "clean_fpr": result["clean_fpr"], "benign_fpr_max": max(benign, default=None)}
+               "clean_fpr": result["clean_fpr"], "benign_fpr_max": max(benign, default=None),
+               "calibration": result.get("calibration", "clean")}
     if None in worst:
         summary["patch_undetected"] = worst[None]["undetected"]
     return summary

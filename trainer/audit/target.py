@@ -28,6 +28,7 @@ class Target:
     y: torch.Tensor
     first_image: int  # index of x[0] in the run's test split
     evaluated_images: int  # the first test images the detectors' own evaluation scored
+    calibration: str  # which validation images the threshold was set on: "clean" or "clean+corrupted"
 
 
 def audited_detector(cfg: Config) -> tuple[str, Path]:
@@ -59,4 +60,4 @@ def load_target(ctx, images: int) -> Target:
     evaluated = max([len(test) if d.test_limit is None else min(d.test_limit, len(test)) for d in ctx.cfg.detectors])
     return Target(model, name, float(ckpt["threshold"]), float(ckpt["threshold_fpr"]), classifier_sha256(ctx),
                   checkpoint.sha256(path), test.images[first:].to(ctx.device), test.labels[first:].to(ctx.device),
-                  first, evaluated)
+                  first, evaluated, ckpt.get("calibration", {}).get("name", "clean"))

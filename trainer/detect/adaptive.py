@@ -50,13 +50,13 @@ def adaptive_adversaries(model: DetectedClassifier, spec: DetectorSpec, x: torch
     return adv.round().clamp(0, 255)
 
 
-def paper_adversaries(model: DetectedClassifier, spec: DetectorSpec, data, idx: torch.Tensor,
-                      gen: torch.Generator) -> torch.Tensor:
-    """Twins of training images `idx` by the paper's adversary `spec.paper_adversary`: the precomputed
-    (cached) ones of a static adversary, or the dynamic one with a sigma per image from `sigma_range`
-    against the current detector."""
+def paper_adversaries(model: DetectedClassifier, spec: DetectorSpec, data, twins: torch.Tensor | None,
+                      idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Twins of training images `idx` by the paper's adversary `spec.paper_adversary`: this epoch's
+    precomputed (cached) `twins` of a static adversary (and `positives`), or the dynamic one with a
+    sigma per image from `sigma_range` against the current detector."""
     if spec.paper_adversary.name != "dynamic":
-        return data.train_adv[idx].float()
+        return twins[idx].float()
     lo, hi = spec.sigma_range
     x, y = data.train_x[idx].float(), data.train_y[idx]
     sigma = (lo + (hi - lo) * torch.rand(len(x), generator=gen, device=gen.device)).to(x.device)
@@ -64,9 +64,11 @@ def paper_adversaries(model: DetectedClassifier, spec: DetectorSpec, data, idx: 
     return dynamic(net.classifier, net.detector_logit, x, y, sigma=sigma, **spec.paper_adversary.params()).detach()
 
 
-def adaptive_batches(model: DetectedClassifier, spec: DetectorSpec, data, gen: torch.Generator,
-                     epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Mini-batches of `batch_size` originals (target 0) and an adversarial twin of each (target 1).
+def adaptive_batches(model: DetectedClassifier, spec: DetectorSpec, data, negatives: torch.Tensor,
+                     twins: torch.Tensor | None, gen: torch.Generator, epoch: int
+                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Mini-batches of `batch_size` negatives (target 0: the originals, or this epoch's corrupted copies of
+    them, `negatives`) and an adversarial twin of each original (target 1).
 
     A twin is the paper's adversary's with probability `paper_share`, else the adaptive one's
     with its own budget from `eps_bounds`. Pairs rather than a random half replaced (as in
@@ -85,10 +87,10 @@ def adaptive_batches(model: DetectedClassifier, spec: DetectorSpec, data, gen: t
         eps = (lo + (hi - lo) * torch.rand(len(idx), generator=gen, device=gen.device)).to(x.device)
         adv = torch.empty_like(x)
         if paper.any():
-            adv[paper] = paper_adversaries(model, spec, data, idx[paper], gen)
+            adv[paper] = paper_adversaries(model, spec, data, twins, idx[paper], gen)
         if (~paper).any():
             adv[~paper] = adaptive_adversaries(model, spec, x[~paper], y[~paper], eps[~paper])
-        yield torch.cat([x, adv]), torch.cat([torch.zeros(len(x)), torch.ones(len(x))]).to(x.device)
+        yield torch.cat([negatives[idx].float(), adv]), torch.cat([torch.zeros(len(x)), torch.ones(len(x))]).to(x.device)
 
 
 def adaptive_validation_set(model: DetectedClassifier, spec: DetectorSpec, x: torch.Tensor, y: torch.Tensor,

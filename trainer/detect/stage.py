@@ -10,18 +10,21 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import torch
 
 from trainer import checkpoint, familiarity
+from trainer.audit.corruptions import corrupt_randomly
 from trainer.config import CalibrationConfig, DetectorSpec
 from trainer.detect.data import split_images, twins
 from trainer.detect.evaluate import calibrate_threshold, detectability, alert_rate, scores, summary
-from trainer.detect.train import TrainingData, attacked_set, train_detector
+from trainer.detect.train import TrainingData, attacked_set, benign_negatives, pick_twins, train_detector
 from trainer.models.detector import DetectedClassifier, build_detector
 from trainer.rundir import RunContext
 
 EVAL_IMAGES = 256  # test images in eval.pt, for the exporter's parity check
 ADAPTIVE_ONLY = {"eps_range", "eps_ramp_epochs", "paper_adversary", "paper_share"}
+WIDENED = {"positives", "negatives", "negative_share"}  # unset in every detector made before they existed
 
 
 def run_detector_stage(ctx: RunContext) -> None:
@@ -60,9 +63,11 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
     # stamp keeps the detectors of earlier runs valid instead of retraining them all.
     # Likewise the adaptive mode's settings stay out of other modes' stamps.
     exclude = ({"arch"} if spec.arch == "fig1" else set()) | (set() if spec.mode == "adaptive" else ADAPTIVE_ONLY)
+    exclude |= WIDENED if not (spec.positives or spec.negatives) else set()
     spec_json = spec.model_dump(mode="json", exclude=exclude)
+    calibration = ctx.cfg.calibration
     stamp = {"spec": spec_json, "classifier_sha256": classifier_sha256(ctx),
-             "calibration": ctx.cfg.calibration.model_dump(mode="json")}
+             "calibration": calibration.model_dump(mode="json", exclude=set() if calibration.corruptions else {"corruptions"})}
     if spec.init_from is not None:  # a hardened detector is stale once the one it starts from changes
         stamp["init_from_sha256"] = checkpoint.sha256(ctx.files.detector(spec.init_from))
     done = ctx.files.detector(spec.name)
@@ -85,7 +90,7 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
         test_adv = twins(ctx, spec.adversary, "test", spec.test_limit, spec.eval_batch_size)
     else:
         test_adv = attacked_set(model, spec, test_x, test_y, ctx.cfg.seed + 1)
-    report = evaluate(model, spec, test_x, test_adv, data.val_x, ctx.cfg.calibration, ctx.device)
+    report = evaluate(model, spec, test_x, test_adv, data.val_x, ctx.cfg.calibration, ctx.device, ctx.cfg.seed)
     ckpt = {
         "name": spec.name, "point": spec.point, "arch": spec.arch,
         "in_channels": ctx.classifier.tap_channels[spec.point],
@@ -93,7 +98,7 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
         "state_dict": {k: v.cpu() for k, v in trained["state_dict"].items()},
         "val_detectability": trained["val_detectability"],
         "thresholds": [{"fpr": t["fpr"], "threshold": t["threshold"]} for t in report["thresholds"]],
-        **{k: report[k] for k in ("threshold", "threshold_fpr", "detectability", "auroc")},
+        **{k: report[k] for k in ("threshold", "threshold_fpr", "detectability", "auroc", "calibration")},
         **stamp,
     }
     (out / "evaluation.json").write_text(json.dumps(report, indent=1))
@@ -117,36 +122,57 @@ def _unset_dropped(stamp: dict) -> dict:
 
 
 def training_data(ctx: RunContext, spec: DetectorSpec) -> TrainingData:
-    """Train/validation images of `spec`, with precomputed adversarial twins of a static adversary
-    (static mode's, or adaptive mode's static `paper_adversary`)."""
+    """Train/validation images of `spec`, with precomputed adversarial twins of its static adversaries
+    (static mode's `adversary`, or adaptive mode's static `paper_adversary`, and `positives`), and
+    validation negatives with a share corrupted as in training (`negatives`), drawn once from the seed."""
     train_x, train_y = split_images(ctx, "train", spec.train_limit)
     val_x, val_y = split_images(ctx, "val", spec.val_limit)
     data = TrainingData(train_x, train_y, val_x, val_y)
-    if spec.mode == "static":
-        data.train_adv = twins(ctx, spec.adversary, "train", spec.train_limit, spec.eval_batch_size)
-        data.val_adv = twins(ctx, spec.adversary, "val", spec.val_limit, spec.eval_batch_size)
-    elif spec.paper_adversary is not None and spec.paper_adversary.name != "dynamic":
-        data.train_adv = twins(ctx, spec.paper_adversary, "train", spec.train_limit, spec.eval_batch_size)
+    static = spec.adversary if spec.mode == "static" else spec.paper_adversary
+    if static is not None and static.name != "dynamic":
+        adversaries = [static, *spec.positives]
+        data.train_adv = torch.stack([twins(ctx, a, "train", spec.train_limit, spec.eval_batch_size) for a in adversaries])
+        if spec.mode == "static":
+            pool = torch.stack([twins(ctx, a, "val", spec.val_limit, spec.eval_batch_size) for a in adversaries])
+            data.val_adv = pick_twins(pool, torch.Generator().manual_seed(ctx.cfg.seed))
+    if spec.negatives:
+        data.val_negatives = benign_negatives(val_x, spec, np.random.default_rng(ctx.cfg.seed))
     return data
 
 
+def calibration_set(val_x: torch.Tensor, calibration: CalibrationConfig, seed: int) -> torch.Tensor:
+    """The images thresholds are calibrated on: the validation images, and with `calibration.corruptions`
+    a copy of each under one of them at a random severity (drawn from `seed`) as well."""
+    if not calibration.corruptions:
+        return val_x
+    rng = np.random.default_rng(seed + 1)
+    corrupted = corrupt_randomly(val_x.cpu().numpy(), calibration.corruptions, rng)
+    return torch.cat([val_x, torch.from_numpy(corrupted).to(val_x.device)])
+
+
 def evaluate(model: DetectedClassifier, spec: DetectorSpec, test_x: torch.Tensor, test_adv: torch.Tensor,
-             val_x: torch.Tensor, calibration: CalibrationConfig, device: torch.device) -> dict:
+             val_x: torch.Tensor, calibration: CalibrationConfig, device: torch.device, seed: int = 0) -> dict:
     """Everything an operator needs from a trained detector, as JSON-ready primitives.
 
     Detectability (footnote 3), ROC/AUROC and TPR at fixed FPRs on the test twins; alert
-    thresholds on p_adv calibrated on the clean validation images, with the FPR they give
-    there and the FPR/TPR they give on the test set.
+    thresholds on p_adv calibrated on `calibration_set` (clean validation images, with
+    corrupted copies if configured), with the FPR they give there and on the clean validation
+    images alone, and the FPR/TPR they give on the test set.
     """
     fn, bs = model.detector_logit, spec.eval_batch_size
     clean, adv, val = scores(fn, test_x, bs, device), scores(fn, test_adv, bs, device), scores(fn, val_x, bs, device)
+    calib = scores(fn, calibration_set(val_x, calibration, seed), bs, device)
     fprs = sorted(set(calibration.report_fprs) | {calibration.fpr})
     thresholds = []
     for f in fprs:
-        t = calibrate_threshold(val, f)
-        thresholds.append({"fpr": f, "threshold": t, "val_fpr": alert_rate(val, t),
+        t = calibrate_threshold(calib, f)
+        thresholds.append({"fpr": f, "threshold": t, "val_fpr": alert_rate(calib, t), "val_clean_fpr": alert_rate(val, t),
                            "test_fpr": alert_rate(clean, t), "test_tpr": alert_rate(adv, t)})
     threshold = next(t["threshold"] for t in thresholds if t["fpr"] == calibration.fpr)
+    described = (f"{len(val_x)} clean validation images and a copy of each under one of {', '.join(calibration.corruptions)} "
+                 "at a random severity" if calibration.corruptions else f"{len(val_x)} clean validation images")
     return {"detectability": detectability(fn, test_x, test_adv, bs, device), **summary(clean, adv, fprs),
             "thresholds": thresholds, "threshold": threshold, "threshold_fpr": calibration.fpr,
+            "calibration": {"name": "clean+corrupted" if calibration.corruptions else "clean", "set": described, "corruptions": list(calibration.corruptions), "images": len(calib),
+                            "clean_val_fpr": alert_rate(val, threshold)},
             "test_images": len(test_x), "val_images": len(val_x)}

@@ -11,13 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from trainer.progress import progress_bar
 
 from trainer.attacks import AttackSpec, dynamic
+from trainer.audit.corruptions import corrupt_randomly
 from trainer.config import DetectorSpec
 from trainer.detect.adaptive import adaptive_batches, adaptive_validation_set
+from trainer.detect.data import shuffled_union
 from trainer.detect.evaluate import detectability
 from trainer.loop import state_copy, train_epochs
 from trainer.models.detector import DetectedClassifier
@@ -29,28 +32,48 @@ Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]  # (float images 0..255, f
 class TrainingData:
     """Images a detector learns from, on the training device.
 
-    `train_adv`/`val_adv` are the precomputed adversarial twins for static training and
-    None for dynamic training, which makes them on the fly.
+    `train_adv` holds the precomputed twins of every training image by each static adversary
+    (`adversary` and `positives`, or adaptive mode's `paper_adversary` and `positives`), `val_adv`
+    one twin per validation image; None where twins are made on the fly. `val_negatives` are the
+    validation images model selection scores as negatives: some corrupted when `negatives` says so.
     """
 
     train_x: torch.Tensor  # uint8 [N, C, H, W]
     train_y: torch.Tensor  # int64 [N], true classes (the adversary needs them)
     val_x: torch.Tensor
     val_y: torch.Tensor
-    train_adv: Optional[torch.Tensor] = None
-    val_adv: Optional[torch.Tensor] = None
+    train_adv: Optional[torch.Tensor] = None  # [K, N, C, H, W], K static adversaries
+    val_adv: Optional[torch.Tensor] = None  # [N, C, H, W]
+    val_negatives: Optional[torch.Tensor] = None  # uint8 [N, C, H, W]; None = val_x
 
 
-def static_batches(data: TrainingData, batch_size: int, gen: torch.Generator) -> Batches:
-    """Mini-batches of the balanced binary data set: every original (0) and its adversarial twin (1), shuffled."""
-    n = len(data.train_x)
-    order = torch.randperm(2 * n, generator=gen, device=gen.device)
-    for i in range(0, 2 * n, batch_size):
-        idx = order[i : i + batch_size].to(data.train_x.device)
-        is_adv = idx >= n
-        j = idx % n
-        x = torch.where(is_adv.view(-1, 1, 1, 1), data.train_adv[j].float(), data.train_x[j].float())
-        yield x, is_adv.float()
+def numpy_rng(gen: torch.Generator) -> np.random.Generator:
+    """A NumPy generator drawn from `gen`, for the OpenCV corruptions."""
+    return np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen, device=gen.device)))
+
+
+def benign_negatives(x: torch.Tensor, spec: DetectorSpec, rng: np.random.Generator) -> torch.Tensor:
+    """uint8 images `x` with a share `spec.negative_share` replaced by copies under a random corruption of
+    `spec.negatives` at a random severity: what a camera shows without any attacker."""
+    if not spec.negatives:
+        return x
+    pick = np.flatnonzero(rng.random(len(x)) < spec.negative_share)
+    out = x.clone()
+    out[pick] = torch.from_numpy(corrupt_randomly(x[pick].cpu().numpy(), spec.negatives, rng)).to(x.device)
+    return out
+
+
+def pick_twins(pool: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """One twin per image [N, C, H, W] from a pool [K, N, C, H, W], the adversary drawn per image."""
+    if len(pool) == 1:
+        return pool[0]
+    k = torch.randint(len(pool), (pool.shape[1],), generator=gen, device=gen.device).to(pool.device)
+    return pool[k, torch.arange(pool.shape[1], device=pool.device)]
+
+
+def static_batches(negatives: torch.Tensor, twins: torch.Tensor, batch_size: int, gen: torch.Generator) -> Batches:
+    """Mini-batches of the balanced binary data set: every negative (0) and its adversarial twin (1), shuffled."""
+    return ((x, is_adv.float()) for x, is_adv in shuffled_union(negatives, twins, batch_size, gen))
 
 
 def dynamic_attack(model: DetectedClassifier, adversary: AttackSpec, x: torch.Tensor, y: torch.Tensor,
@@ -112,8 +135,8 @@ def attacked_set(model: DetectedClassifier, spec: DetectorSpec, x: torch.Tensor,
 def validation_detectability(model: DetectedClassifier, spec: DetectorSpec, data: TrainingData, seed: int) -> float:
     """Detectability on the validation images: against the precomputed twins (static) or a fresh attack."""
     adv = data.val_adv if spec.mode == "static" else attacked_set(model, spec, data.val_x, data.val_y, seed)
-    device = data.val_x.device
-    return detectability(model.detector_logit, data.val_x, adv, spec.eval_batch_size, device, seed)
+    negatives = data.val_x if data.val_negatives is None else data.val_negatives
+    return detectability(model.detector_logit, negatives, adv, spec.eval_batch_size, data.val_x.device, seed)
 
 
 def train_detector(model: DetectedClassifier, spec: DetectorSpec, data: TrainingData, out_dir: Path, seed: int,
@@ -134,9 +157,11 @@ def train_detector(model: DetectedClassifier, spec: DetectorSpec, data: Training
         return validation_detectability(model, spec, data, seed)
 
     def run_epoch(epoch: int, gen: torch.Generator) -> dict:
-        batches = {"static": lambda: static_batches(data, spec.batch_size, gen),
+        negatives = benign_negatives(data.train_x, spec, numpy_rng(gen)) if spec.negatives else data.train_x
+        twins = None if data.train_adv is None else pick_twins(data.train_adv, gen)
+        batches = {"static": lambda: static_batches(negatives, twins, spec.batch_size, gen),
                    "dynamic": lambda: dynamic_batches(model, spec, data, gen),
-                   "adaptive": lambda: adaptive_batches(model, spec, data, gen, epoch)}[spec.mode]()
+                   "adaptive": lambda: adaptive_batches(model, spec, data, negatives, twins, gen, epoch)}[spec.mode]()
         total = -(-len(data.train_x) * (2 if spec.mode == "static" else 1) // spec.batch_size)
         # Adaptive training keeps BN in eval mode, so its attack and its step see the same network (see adaptive.py).
         detector.train(spec.mode != "adaptive")

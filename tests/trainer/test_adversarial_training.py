@@ -1,0 +1,68 @@
+import json
+
+import pytest
+import torch
+
+from common.config import load_config
+from trainer import checkpoint, classify
+from trainer.adversarial import pgd_accuracy
+from trainer.attacks._ops import cross_entropy
+from trainer.attacks.training import fgsm_random_start, n_fgsm
+from trainer.config import Config
+from trainer.distributed import World
+from trainer.rundir import load_classifier
+
+EPS = 16  # the tiny task's classes differ by +120 grey levels over a 4x4 cell: eps 16 fools a clean-trained model
+TRAIN = ["train.epochs=8", "train.batch_size=50", "train.lr=0.05", "train.lr_milestones=[100]",
+         "train.augment.crop_pad=0", "train.augment.flip=false", "device=cpu"]
+
+
+def _train(dataset, run_dir, *extra):
+    cfg = load_config(Config, "configs/demo.yaml", [*TRAIN, f"run_dir={run_dir}", "model.depth=8", *extra])
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    classify.train_classifier(cfg, dataset, torch.device("cpu"), World())
+    return load_classifier(run_dir)[0]
+
+
+@pytest.fixture(scope="module")
+def pair(tiny_dataset, tmp_path_factory):
+    root = tmp_path_factory.mktemp("adv")
+    standard = _train(tiny_dataset, root / "standard")
+    robust = _train(tiny_dataset, root / "robust", f"train.adversarial={{method: fgsm_rs, eps: {EPS}, guard_images: 100}}")
+    return standard, robust, tiny_dataset, root
+
+
+def test_a_robust_classifier_beats_a_standard_one_under_pgd(pair):
+    standard, robust, data, _ = pair
+    x, y = data.test.images, data.test.labels
+    assert classify.accuracy(robust, x, y) > 0.5  # chance is 0.1: robustness is not bought by giving up the task
+    # PGD with more steps than the training attack, and than the guard's: the robust model's margin is no artefact.
+    std, rob = (pgd_accuracy(m, x, y, EPS, steps=20) for m in (standard, robust))
+    assert rob > std + 0.3, (std, rob)
+
+
+def test_the_epoch_kept_is_the_one_with_the_best_guard_accuracy(pair):
+    *_, root = pair
+    epochs = [json.loads(line) for line in (root / "robust" / "metrics.jsonl").read_text().splitlines()]
+    assert len(epochs) == 8 and all("val_robust_acc" in e for e in epochs)
+    saved = checkpoint.load(root / "robust" / "classifier.pt")
+    assert saved["stamp"]["train"]["adversarial"]["method"] == "fgsm_rs"
+    _, robust, data, _ = pair
+    best = max(e["val_robust_acc"] for e in epochs)
+    n = 100
+    # The loaded weights give the best epoch's guard number again (the guard's random starts differ; PGD-10 at
+    # this eps on 100 images moves by a few images between starts).
+    again = pgd_accuracy(robust, data.val.images[:n], data.val.labels[:n], EPS, steps=10)
+    assert abs(again - best) <= 0.1
+
+
+@pytest.mark.parametrize("attack, bound", [(fgsm_random_start, EPS), (n_fgsm, 3 * EPS)])
+def test_single_step_training_attacks_stay_in_their_budget_and_raise_the_loss(pair, attack, bound):
+    standard, _, data, _ = pair
+    x, y = data.test.images[:64].float(), data.test.labels[:64]
+    torch.manual_seed(0)
+    adv = attack(standard, x, y, EPS)
+    assert (adv - x).abs().max() <= bound + 1e-4 and adv.min() >= 0 and adv.max() <= 255
+    loss = cross_entropy(standard, y)
+    with torch.no_grad():
+        assert loss(adv).mean() > loss(x).mean()
