@@ -40,7 +40,7 @@ def build(run: Run, precision: str) -> ModelMetadata:
             dataset=str(cls["dataset"]), test_accuracy=cls["test_acc"], detectability=det["detectability"],
             auroc=det["auroc"], classifier_sha256=run.classifier_sha256, detector_sha256=run.detector_sha256,
             package_version=package_version(), precision=precision, robustness=run.robustness,
-            familiarity=run.familiarity, calibration=det.get("calibration"),
+            familiarity=run.familiarity, calibration=det.get("calibration_set"),
         )
     except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         first = str(exc).splitlines()[0] if isinstance(exc, KeyError) else " ".join(str(exc).split())[:200]

@@ -60,4 +60,4 @@ def load_target(ctx, images: int) -> Target:
     evaluated = max([len(test) if d.test_limit is None else min(d.test_limit, len(test)) for d in ctx.cfg.detectors])
     return Target(model, name, float(ckpt["threshold"]), float(ckpt["threshold_fpr"]), classifier_sha256(ctx),
                   checkpoint.sha256(path), test.images[first:].to(ctx.device), test.labels[first:].to(ctx.device),
-                  first, evaluated, ckpt.get("calibration", {}).get("name", "clean"))
+                  first, evaluated, ckpt.get("calibration_set", {}).get("name", "clean"))

@@ -98,7 +98,8 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
         "state_dict": {k: v.cpu() for k, v in trained["state_dict"].items()},
         "val_detectability": trained["val_detectability"],
         "thresholds": [{"fpr": t["fpr"], "threshold": t["threshold"]} for t in report["thresholds"]],
-        **{k: report[k] for k in ("threshold", "threshold_fpr", "detectability", "auroc", "calibration")},
+        **{k: report[k] for k in ("threshold", "threshold_fpr", "detectability", "auroc")},
+        "calibration_set": report["calibration"],  # "calibration" is the stamp's config
         **stamp,
     }
     (out / "evaluation.json").write_text(json.dumps(report, indent=1))
