@@ -27,7 +27,7 @@ def _train(dataset, run_dir, *extra):
 @pytest.fixture(scope="module")
 def pair(tiny_dataset, tmp_path_factory):
     root = tmp_path_factory.mktemp("adv")
-    standard = _train(tiny_dataset, root / "standard")
+    standard = _train(tiny_dataset, root / "standard", "train.adversarial=null")
     robust = _train(tiny_dataset, root / "robust", f"train.adversarial={{method: fgsm_rs, eps: {EPS}, guard_images: 100}}")
     return standard, robust, tiny_dataset, root
 
