@@ -174,6 +174,7 @@ def evaluate(model: DetectedClassifier, spec: DetectorSpec, test_x: torch.Tensor
                  "at a random severity" if calibration.corruptions else f"{len(val_x)} clean validation images")
     return {"detectability": detectability(fn, test_x, test_adv, bs, device), **summary(clean, adv, fprs),
             "thresholds": thresholds, "threshold": threshold, "threshold_fpr": calibration.fpr,
-            "calibration": {"name": "clean+corrupted" if calibration.corruptions else "clean", "set": described, "corruptions": list(calibration.corruptions), "images": len(calib),
+            "calibration": {"name": "clean+corrupted" if calibration.corruptions else "clean", "set": described,
+                            "corruptions": list(calibration.corruptions), "images": len(calib),
                             "clean_val_fpr": alert_rate(val, threshold)},
             "test_images": len(test_x), "val_images": len(val_x)}

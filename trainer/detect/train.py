@@ -157,6 +157,7 @@ def train_detector(model: DetectedClassifier, spec: DetectorSpec, data: Training
         return validation_detectability(model, spec, data, seed)
 
     def run_epoch(epoch: int, gen: torch.Generator) -> dict:
+        # Drawn only when used: detectors without negatives see the batches they always saw.
         negatives = benign_negatives(data.train_x, spec, numpy_rng(gen)) if spec.negatives else data.train_x
         twins = None if data.train_adv is None else pick_twins(data.train_adv, gen)
         batches = {"static": lambda: static_batches(negatives, twins, spec.batch_size, gen),
