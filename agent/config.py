@@ -179,6 +179,20 @@ class MqttConfig(Schema):
         return self.ca_file is not None or self.cert_file is not None
 
 
+class McapConfig(Schema):
+    """MCAP recording for Foxglove and ROS 2 tools: scored frames, their scores, alerts and health events."""
+
+    # None: no recording. Files are PATH with a number added (agent.mcap -> agent-000001.mcap, ...),
+    # so a restart starts a new file instead of overwriting one; the folder must exist.
+    path: Path | None = None
+    # Rotation: once a file passes this size it is closed and the next number is started.
+    max_mb: float = Field(1024.0, gt=0)
+    # Every Nth scored frame of each camera is recorded as an image (scores are recorded for all).
+    every_n: int = Field(1, ge=1)
+    # Recorded images are downscaled by this factor (area interpolation); 1: full resolution.
+    scale: float = Field(1.0, gt=0, le=1)
+
+
 class SinkConfig(Schema):
     """Where alert events go."""
 
@@ -187,6 +201,7 @@ class SinkConfig(Schema):
     # Retention: past this size the file is renamed to FILE.1 (replacing the previous one).
     jsonl_max_mb: float = Field(100.0, gt=0)
     mqtt: MqttConfig = MqttConfig()
+    mcap: McapConfig = McapConfig()
 
 
 class MetricsConfig(Schema):

@@ -54,6 +54,11 @@ class Metrics:
                                              registry=r)
         self.mqtt_publisher_restarts = Counter("agent_mqtt_publisher_restarts", "Times the MQTT publisher "
                                                "thread failed and was restarted", registry=r)
+        self.mcap_written = Counter("agent_mcap_messages", "Messages written to the MCAP recording, by kind "
+                                    "(image, score, alert, event)", ["kind"], registry=r)
+        self.mcap_errors = Counter("agent_mcap_errors", "MCAP messages lost, by reason (write: the disk failed, "
+                                   "the file in progress is closed; full: the writer fell behind)", ["reason"],
+                                   registry=r)
         self._server = None
 
     def serve(self, address: str, port: int) -> None:

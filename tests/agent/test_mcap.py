@@ -1,0 +1,172 @@
+"""The MCAP recording (agent/sinks/mcap.py), read back with the `mcap` package's own readers."""
+from __future__ import annotations
+
+import base64
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+from mcap.exceptions import EndOfFile
+from mcap.reader import make_reader
+from mcap.records import Channel, Message, Schema
+from mcap.stream_reader import StreamReader
+
+from agent.config import McapConfig
+from agent.errors import AgentError
+from agent.metrics import Metrics
+from agent.sinks.mcap import McapSink, numbered
+from test_faults import mount  # noqa: F401 (fixture)
+
+CLASSES = ["a", "b", "c"]
+T0 = 1_700_000_000.0
+
+
+def read_stream(path) -> tuple[dict[str, Schema], list[tuple[str, Message]], bool]:
+    """Every message of an MCAP file in file order, as a reader without seeking sees it: (schema per
+    topic, [(topic, message)], whether the file ended cleanly). A file cut short by a crash yields the
+    messages of its complete chunks."""
+    schemas, channels, messages = {}, {}, []
+    complete = False
+    with open(path, "rb") as f:
+        try:
+            for record in StreamReader(f, validate_crcs=True).records:
+                if isinstance(record, Schema):
+                    schemas[record.id] = record
+                elif isinstance(record, Channel):
+                    channels[record.id] = record
+                elif isinstance(record, Message):
+                    messages.append((channels[record.channel_id].topic, record))
+            complete = True
+        except EndOfFile:
+            pass
+    return {c.topic: schemas[c.schema_id] for c in channels.values()}, messages, complete
+
+
+def frame_image(i: int, h: int = 48, w: int = 64) -> np.ndarray:
+    rng = np.random.default_rng(i)
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def probs_for(i: int) -> np.ndarray:
+    p = np.full(len(CLASSES), 0.1, np.float32)
+    p[i % len(CLASSES)] = 0.8
+    return p
+
+
+def sink(tmp_path, metrics=None, **cfg) -> McapSink:
+    return McapSink(McapConfig(path=tmp_path / "rec.mcap", **cfg), metrics, CLASSES, threshold=0.5)
+
+
+def test_recording_reads_back_with_channels_counts_and_timestamps(tmp_path):
+    metrics = Metrics()
+    rec = sink(tmp_path, metrics, every_n=3, scale=0.5)
+    counts = {"front": 10, "rear": 7}
+    for i in range(max(counts.values())):
+        for camera, n in counts.items():
+            if i < n:
+                rec.frame(camera, i, frame_image(i), T0 + i * 0.04, p_adv=i / 10, probs=probs_for(i),
+                          unfamiliar=i == 2)
+    alert = {"event": "alert", "id": "x1", "time": "2023-11-14T22:13:20.120Z", "camera": "front",
+             "frame_index": 3, "p_adv": 0.3}
+    rec.emit(alert)
+    rec.emit({"event": "camera_degraded", "id": "x2", "time": "2023-11-14T22:13:20.200Z", "camera": "rear",
+              "reason": "frozen"})
+    rec.close()
+    assert rec.files == [numbered(tmp_path / "rec.mcap", 1)] == [tmp_path / "rec-000001.mcap"]
+
+    with open(rec.files[0], "rb") as f:  # the seeking reader: summary, statistics and indexes are whole
+        reader = make_reader(f)
+        summary = reader.get_summary()
+        topics = {c.topic: c for c in summary.channels.values()}
+        assert set(topics) == {"/front/score", "/front/image", "/front/alerts", "/rear/score", "/rear/image",
+                               "/rear/events"}
+        assert {c.message_encoding for c in topics.values()} == {"json"}
+        names = {t: summary.schemas[c.schema_id].name for t, c in topics.items()}
+        assert names["/front/image"] == "foxglove.RawImage"
+        assert names["/front/score"] == "adversary_detector.FrameScore"
+        assert {summary.schemas[c.schema_id].encoding for c in topics.values()} == {"jsonschema"}
+        by_topic = {t: summary.statistics.channel_message_counts[c.id] for t, c in topics.items()}
+        assert by_topic == {"/front/score": 10, "/rear/score": 7, "/front/image": math.ceil(10 / 3),
+                            "/rear/image": math.ceil(7 / 3), "/front/alerts": 1, "/rear/events": 1}
+        messages = [(channel.topic, message) for _, channel, message in reader.iter_messages(log_time_order=True)]
+    assert len(messages) == sum(by_topic.values())
+    times = [m.log_time for _, m in messages]
+    assert times == sorted(times)
+
+    scores = [(m.log_time, json.loads(m.data)) for t, m in messages if t == "/front/score"]
+    for i, (log_time, score) in enumerate(scores):
+        assert log_time == int((T0 + i * 0.04) * 1e9)
+        assert score["timestamp"]["sec"] * 10**9 + score["timestamp"]["nsec"] == log_time
+        assert score["frame_index"] == i and score["p_adv"] == pytest.approx(i / 10)
+        assert score["predicted_class"] == CLASSES[i % 3] and score["over_threshold"] == (i / 10 > 0.5)
+        assert score["unfamiliar"] == (i == 2)
+
+    images = [(m.log_time, json.loads(m.data)) for t, m in messages if t == "/rear/image"]
+    assert [t for t, _ in images] == [int((T0 + i * 0.04) * 1e9) for i in (0, 3, 6)]
+    for (_, image), i in zip(images, (0, 3, 6)):
+        expected = cv2.resize(frame_image(i), (32, 24), interpolation=cv2.INTER_AREA)
+        assert (image["width"], image["height"], image["encoding"], image["step"]) == (32, 24, "bgr8", 96)
+        assert image["frame_id"] == "rear"
+        decoded = np.frombuffer(base64.b64decode(image["data"]), np.uint8).reshape(24, 32, 3)
+        np.testing.assert_array_equal(decoded, expected)
+
+    [(alert_time, recorded)] = [(m.log_time, json.loads(m.data)) for t, m in messages if t == "/front/alerts"]
+    assert recorded == alert and alert_time == 1_700_000_000_120_000_000
+
+    # The stream reader (no seeking, what a crash leaves is read with) sees the same file, ended cleanly.
+    schemas, streamed, complete = read_stream(rec.files[0])
+    assert complete and len(streamed) == len(messages)
+    assert json.loads(schemas["/front/image"].data)["title"] == "foxglove.RawImage"
+
+    written = {s.labels["kind"]: s.value for s in metrics.mcap_written.collect()[0].samples
+               if s.name.endswith("_total")}
+    assert written == {"score": 17, "image": 7, "alert": 1, "event": 1}
+
+
+def test_files_rotate_past_max_mb_and_a_restart_numbers_on(tmp_path):
+    rec = sink(tmp_path, max_mb=0.05)  # a 48x64 frame is ~12 kB in base64: a few per file
+    n = 40
+    for i in range(n):
+        rec.frame("cam", i, frame_image(i), T0 + i, p_adv=0.1, probs=probs_for(i), unfamiliar=False)
+    rec.close()
+    assert len(rec.files) >= 3
+    assert [p.name for p in rec.files] == [f"rec-{k:06d}.mcap" for k in range(1, len(rec.files) + 1)]
+    indices = []
+    for path in rec.files:
+        _, messages, complete = read_stream(path)
+        assert complete, f"{path} was not finished"
+        indices += [json.loads(m.data)["frame_index"] for t, m in messages if t == "/cam/score"]
+        # Rotation happens at a chunk's end, so a file passes max_mb by about one chunk (an eighth).
+        assert path.stat().st_size < 0.05 * (1 << 20) * 1.5
+    assert indices == list(range(n))
+
+    again = sink(tmp_path, max_mb=0.05)
+    again.close()
+    assert again.files == [tmp_path / f"rec-{len(rec.files) + 1:06d}.mcap"]
+
+
+def test_missing_folder_is_an_agent_error(tmp_path):
+    with pytest.raises(AgentError, match="sinks.mcap.path: folder .*nowhere does not exist"):
+        McapSink(McapConfig(path=tmp_path / "nowhere" / "rec.mcap"), None, CLASSES, 0.5)
+
+
+def test_full_disk_counts_errors_and_keeps_complete_chunks(mount):
+    disk = mount("mcap", "256k")
+    metrics = Metrics()
+    # max_mb sets chunks of 32 kB, so some complete ones fit on the disk before it is full.
+    rec = McapSink(McapConfig(path=disk / "rec.mcap", max_mb=0.25), metrics, CLASSES, threshold=0.5)
+    n = 200  # 200 x ~49 kB of base64 frames: far more than the disk holds
+    for i in range(n):
+        rec.frame("cam", i, frame_image(i, 96, 128), T0 + i, p_adv=0.1, probs=probs_for(i), unfamiliar=False)
+    rec.close()  # returns: a full disk never hangs or raises into the watch loop
+    errors = sum(s.value for s in metrics.mcap_errors.collect()[0].samples if s.name.endswith("_total"))
+    written = sum(s.value for s in metrics.mcap_written.collect()[0].samples if s.name.endswith("_total"))
+    assert errors > 0 and written > 0
+    assert written + errors == 2 * n  # every message is either in a complete chunk or counted lost
+    # Retries are spaced, so a full disk does not fill the folder with one file per message.
+    assert len(rec.files) <= 2
+    _, messages, complete = read_stream(rec.files[0])
+    assert not complete and messages
+    assert len(messages) <= written
