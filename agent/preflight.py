@@ -9,6 +9,7 @@ from pathlib import Path
 from agent.alerts import check_writable
 from agent.config import AgentConfig, MetricsConfig, MqttConfig
 from agent.errors import AgentError
+from agent.sinks.mcap import check_path
 from agent.sinks.mqtt import make_client
 from agent.sinks.spool import Spool
 
@@ -33,6 +34,8 @@ def check_outputs(cfg: AgentConfig) -> None:
         _writable("sinks.mqtt.spool_path", spool.parent, spool)
         if spool.exists():
             Spool(spool).close()  # a corrupt spool raises AgentError
+    if cfg.sinks.mcap.path is not None:
+        check_path(cfg.sinks.mcap.path)
 
 
 def check_metrics_bind(cfg: MetricsConfig) -> None:

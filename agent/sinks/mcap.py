@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 from mcap.writer import CompressionType, Writer
 
+from agent.alerts import check_writable
 from agent.config import McapConfig
 from agent.errors import AgentError
 from agent.metrics import Metrics
@@ -121,6 +122,21 @@ def existing_numbers(path: Path) -> list[int]:
     return sorted(int(m.group(1)) for p in path.parent.iterdir() if (m := pattern.match(p.name)))
 
 
+def check_path(path: Path) -> None:
+    """The recording's folder exists and takes new files; `AgentError` otherwise.
+
+    The folder is not created: a recording path is usually a mounted data disk, and a missing
+    one should stop the agent rather than fill the root filesystem.
+    """
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise AgentError(f"sinks.mcap.path: folder {folder} does not exist")
+    try:
+        check_writable(folder)
+    except OSError as exc:
+        raise AgentError(f"sinks.mcap.path: folder {folder} is not writable: {exc.strerror or exc}") from None
+
+
 def _stamp(ns: int) -> str:
     return f'{{"sec":{ns // 1_000_000_000},"nsec":{ns % 1_000_000_000}}}'
 
@@ -193,8 +209,7 @@ class McapSink:
         if cfg.path is None:
             raise ValueError("sinks.mcap.path is not set")
         self.path = Path(cfg.path)
-        if not self.path.parent.is_dir():
-            raise AgentError(f"sinks.mcap.path: folder {self.path.parent} does not exist")
+        check_path(self.path)
         self.every_n = cfg.every_n
         self.scale = cfg.scale
         self.max_bytes = cfg.max_mb * MB

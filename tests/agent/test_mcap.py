@@ -17,7 +17,10 @@ from agent.config import McapConfig
 from agent.errors import AgentError
 from agent.metrics import Metrics
 from agent.sinks.mcap import McapSink, numbered
-from test_faults import mount  # noqa: F401 (fixture)
+from typer.testing import CliRunner
+
+from agent.cli import app
+from test_faults import mount, one_error_line, video  # noqa: F401 (fixtures)
 
 CLASSES = ["a", "b", "c"]
 T0 = 1_700_000_000.0
@@ -150,6 +153,23 @@ def test_files_rotate_past_max_mb_and_a_restart_numbers_on(tmp_path):
 def test_missing_folder_is_an_agent_error(tmp_path):
     with pytest.raises(AgentError, match="sinks.mcap.path: folder .*nowhere does not exist"):
         McapSink(McapConfig(path=tmp_path / "nowhere" / "rec.mcap"), None, CLASSES, 0.5)
+    assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.parametrize("command", ["check"])
+def test_bad_values_are_one_error_line_and_exit_2(model_path, video, tmp_path, command):
+    path = f"sinks.mcap.path={tmp_path / 'rec.mcap'}"
+    cases = {
+        "sinks.mcap.path: folder": [f"sinks.mcap.path={tmp_path / 'missing' / 'rec.mcap'}"],
+        "sinks.mcap.max_mb: Input should be greater than 0": [path, "sinks.mcap.max_mb=0"],
+        "sinks.mcap.every_n: Input should be greater than or equal to 1": [path, "sinks.mcap.every_n=0"],
+        "sinks.mcap.scale: Input should be greater than 0": [path, "sinks.mcap.scale=-0.5"],
+    }
+    for needle, overrides in cases.items():
+        args = [command, "--model", str(model_path), "--source", video, "--set", "metrics.port=0",
+                "--set", f"alerts.snapshot_dir={tmp_path / 'snaps'}", "--set", "sinks.jsonl=null"]
+        one_error_line(CliRunner().invoke(app, args + [a for o in overrides for a in ("--set", o)]), needle)
+    assert not list(tmp_path.glob("*.mcap"))
 
 
 def test_full_disk_counts_errors_and_keeps_complete_chunks(mount):
