@@ -77,6 +77,10 @@ def watch(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Opt
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
+        info = verify_model(model, cfg.model.sha256, cfg.model.public_key)  # before any camera opens
+        # Watch verifies the model again; pinned to the sha256 checked here, it can only load the
+        # bytes whose signature verified, not a pair swapped in since.
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"sha256": info.sha256})})
         cameras = camera_list.resolve(cfg, camera or [], source or [])
         if labels and len(cameras) > 1:
             raise AgentError("--labels scores the replay of one camera; give one --source")
@@ -106,15 +110,15 @@ def watch(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Opt
 @app.command()
 def check(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Optional[list[str]] = SOURCE,
           config: Optional[Path] = CONFIG, set_: Optional[list[str]] = SET) -> None:
-    """Validate config, model (manifest sha256, pin, metadata, graph), every camera, output paths,
+    """Validate config, model (manifest sha256, pin, signature, metadata, graph), every camera, output paths,
     metrics endpoint and MQTT broker (reachable, credentials, TLS); print what `watch` would do."""
     from agent.watch import agent_name  # the broker is checked with the client id watch would use
 
     cfg = _load(config, set_)
     setup_logging("WARNING")
     try:
+        info = verify_model(model, cfg.model.sha256, cfg.model.public_key)
         cameras = camera_list.resolve(cfg, camera or [], source or [])
-        info = verify_model(model, cfg.model.sha256)
         detector = Detector(info, cfg.inference)
         probes = []
         for c in cameras:
@@ -133,7 +137,9 @@ def check(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Opt
     lines = [
         f"config:    {config or 'defaults'}" + (f" with {len(set_)} override(s)" if set_ else ""),
         f"model:     {info.path} ({info.size} bytes, sha256 {info.sha256}) ok, "
-        + ("pinned by model.sha256" if cfg.model.sha256 else "not pinned (set model.sha256 to refuse any other)"),
+        + ("pinned by model.sha256" if cfg.model.sha256 else "not pinned (set model.sha256 to refuse any other)")
+        + (f", signature verified with key {info.signed_by} (model.public_key)" if info.signed_by
+           else ", signature not checked (set model.public_key to refuse unsigned models)"),
         f"           {info.metadata.get('dataset', '?')}, {len(info.class_names)} classes, "
         f"input {info.width}x{info.height}x{info.channels} {info.color_order}, "
         f"resize {info.metadata['resize_interpolation']}",

@@ -54,6 +54,9 @@ class ModelConfig(Schema):
 
     # The model's expected sha256: a model (and manifest) swapped for any other pair is refused.
     sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    # Ed25519 public key (PEM, `openssl pkey -pubout`): only a model whose MODEL.onnx.sig it verifies
+    # runs, so a vehicle accepts each newly signed model without editing its sha256 pin.
+    public_key: Path | None = None
 
 
 class CameraConfig(Schema):

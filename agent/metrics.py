@@ -8,22 +8,40 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 log = logging.getLogger(__name__)
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
-LATENCY_BUCKETS_MS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 250, 500, 1000, 2500)
+# Seconds, Prometheus's base unit (promtool rejects names with abbreviated units such as _ms).
+LATENCY_BUCKETS_S = (0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
+                     0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+
+
+class Milliseconds:
+    """A histogram in seconds fed with milliseconds: the watch loop times in ms for its summary,
+    so the unit changes here, once, at the edge of the exposition."""
+
+    def __init__(self, histogram: Histogram) -> None:
+        self.histogram = histogram
+
+    def labels(self, *values: str) -> "Milliseconds":
+        return Milliseconds(self.histogram.labels(*values))
+
+    def observe(self, ms: float) -> None:
+        self.histogram.observe(ms / 1e3)
 
 
 class Metrics:
-    """Counters, gauges and latency histograms (milliseconds) the watch loop updates."""
+    """Counters, gauges and latency histograms (seconds; `*_ms` attributes take milliseconds) the watch loop updates."""
 
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
         cam = ["camera"]
         self.frames = Counter("agent_frames", "Frames run through the detector", cam, registry=r)
         self.fps = Gauge("agent_fps", "Frames per second over the last stats interval", cam, registry=r)
-        self.inference_ms = Histogram("agent_inference_latency_ms", "ONNX Runtime time per frame (ms)",
-                                      buckets=LATENCY_BUCKETS_MS, registry=r)
+        self.inference_seconds = Histogram("agent_inference_latency_seconds", "ONNX Runtime time per frame",
+                                           buckets=LATENCY_BUCKETS_S, registry=r)
+        self.inference_ms = Milliseconds(self.inference_seconds)
         self.batch_size = Histogram("agent_batch_size", "Frames per inference call", buckets=BATCH_BUCKETS, registry=r)
-        self.frame_latency_ms = Histogram("agent_frame_latency_ms", "Decode to alert decision per frame (ms)",
-                                          cam, buckets=LATENCY_BUCKETS_MS, registry=r)
+        self.frame_latency_seconds = Histogram("agent_frame_latency_seconds", "Decode to alert decision per frame",
+                                               cam, buckets=LATENCY_BUCKETS_S, registry=r)
+        self.frame_latency_ms = Milliseconds(self.frame_latency_seconds)
         self.alerts = Counter("agent_alerts", "Alerts raised", cam, registry=r)
         self.reconnects = Counter("agent_source_reconnects", "Times the source was reopened", cam, registry=r)
         self.dropped = Counter("agent_dropped_frames", "Live frames skipped because a newer one arrived", cam,

@@ -21,6 +21,7 @@ from agent.config import InferenceConfig
 from agent.errors import ModelError
 from common.frames import model_input
 from common.manifest import check_manifest, manifest_path
+from common.signing import key_id, load_public_key, verify_model_signature
 from common.metadata import MetadataError, ModelMetadata
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class ModelInfo:
     interpolation: int
     threshold: float
     familiarity_threshold: float | None  # None: the model has no familiarity score
+    signed_by: str | None = None  # key id of the public key its signature verified with; None: not checked
 
 
 def _parse_metadata(meta: dict[str, str], where: str) -> dict:
@@ -65,21 +67,30 @@ def _parse_metadata(meta: dict[str, str], where: str) -> dict:
             "familiarity_threshold": None if m.familiarity is None else m.familiarity.threshold}
 
 
-def verify_model(path: str | Path, pinned_sha256: str | None = None) -> ModelInfo:
-    """Check the model against its manifest (size, sha256, metadata) and the pinned sha256, if any.
+def verify_model(path: str | Path, pinned_sha256: str | None = None, public_key: Path | None = None) -> ModelInfo:
+    """Check the model against its manifest (size, sha256, metadata), the pinned sha256 and the signature.
 
-    Raises `ModelError` if not usable. A manifest only proves the pair is self-consistent;
-    `pinned_sha256` (config `model.sha256`) proves it is the model the operator chose. The
-    graph itself is checked when the session is created (`Detector`).
+    Raises `ModelError` (or another `UserError`) if not usable. A manifest only proves the pair is
+    self-consistent; `pinned_sha256` (config `model.sha256`) proves it is the model the operator
+    chose, `public_key` (config `model.public_key`) that whoever holds the private key signed this
+    model and manifest (`MODEL.onnx.sig`). The graph itself is checked when the session is created
+    (`Detector`), from bytes whose sha256 must still be the one verified here.
     """
     path = Path(path)
-    manifest = check_manifest(path)  # a ManifestError is a UserError, as a ModelError is
+    signer, manifest_bytes = None, None
+    if public_key is not None:
+        key = load_public_key(public_key, "model.public_key")
+        signed_sha, manifest_bytes = verify_model_signature(path, key, f"model.public_key {public_key}")
+        signer = key_id(key)
+    manifest = check_manifest(path, manifest_bytes)  # a ManifestError is a UserError, as a ModelError is
     sha, size, metadata = manifest["sha256"], manifest["size"], manifest["metadata"]
+    if signer is not None and sha != signed_sha:
+        raise ModelError(f"model {path} changed while its signature was checked")
     if pinned_sha256 is not None and sha != pinned_sha256:
         raise ModelError(f"model {path} sha256 {sha[:12]}... is not the pinned model.sha256 {pinned_sha256[:12]}...")
     metadata = {str(k): str(v) for k, v in metadata.items()}
     parsed = _parse_metadata(metadata, str(manifest_path(path)))
-    return ModelInfo(path=path, sha256=sha, size=size, metadata=metadata, **parsed)
+    return ModelInfo(path=path, sha256=sha, size=size, metadata=metadata, signed_by=signer, **parsed)
 
 
 def _session_options(cfg: InferenceConfig) -> ort.SessionOptions:
@@ -115,8 +126,12 @@ def tensorrt_version() -> str:
 
 
 def trt_cache_dir(cfg: InferenceConfig, info: ModelInfo) -> Path:
-    """Engine cache of this model on this GPU with this TensorRT: an engine is only valid for all three."""
-    key = f"{info.sha256[:16]}-{gpu_name()}-trt{tensorrt_version()}"
+    """Engine cache of this model on this GPU with this TensorRT: an engine is only valid for all three.
+
+    The whole sha256 of the verified bytes (the session is built from bytes that must hash to it):
+    a prefix could be matched by a crafted model, whose engine would then stand in for this one.
+    """
+    key = f"{info.sha256}-{gpu_name()}-trt{tensorrt_version()}"
     return Path(cfg.trt_cache_dir) / re.sub(r"[^A-Za-z0-9_.-]+", "_", key)
 
 

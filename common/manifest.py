@@ -32,19 +32,20 @@ def write_manifest(model: str | Path, metadata: dict[str, str]) -> Path:
     return path
 
 
-def check_manifest(model: str | Path) -> dict:
+def check_manifest(model: str | Path, manifest_bytes: bytes | None = None) -> dict:
     """The manifest of `model` (with its `sha256` recomputed) if size and sha256 match; `ManifestError` otherwise.
 
     A missing manifest is refused too: a model without one was never verified by `export onnx`.
+    `manifest_bytes`: the manifest as already read (and signature-checked), instead of reading it again.
     """
     model = Path(model)
     if not model.is_file():
         raise ManifestError(f"model not found: {model}")
     path = manifest_path(model)
-    if not path.is_file():
+    if manifest_bytes is None and not path.is_file():
         raise ManifestError(f"model has no manifest: {path} not found")
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(path.read_bytes() if manifest_bytes is None else manifest_bytes)
         sha, size, metadata = str(manifest["sha256"]).lower(), int(manifest["size"]), manifest["metadata"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ManifestError(f"manifest {path} is malformed ({type(exc).__name__}: {exc})") from None

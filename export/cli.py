@@ -1,4 +1,4 @@
-"""`export onnx` and `export verify`.
+"""`export onnx`, `export verify` and `export sign`.
 
 `export` is a shell builtin in bash and zsh: there, run `python -m export ...`.
 Errors are one line `error: ...` on stderr with exit code 2, never a traceback.
@@ -87,6 +87,19 @@ def verify_command(
         for line in verify_file(file, run, detector, tolerances):
             typer.echo(line)
         typer.echo("ok")
+
+
+@app.command("sign")
+def sign_command(
+    file: Path = typer.Argument(..., help="The .onnx file; its manifest <file>.manifest.json must lie next to it."),
+    key: Path = typer.Option(..., "--key", help="Ed25519 private key, PEM (openssl genpkey -algorithm ed25519 -out KEY)."),
+) -> None:
+    """Sign FILE and its manifest with KEY: writes FILE.sig, which agents with `model.public_key` require."""
+    with reported():
+        from common.signing import sign_model  # noqa: PLC0415 - cryptography is only needed here
+
+        path, key_id = sign_model(file, key)
+        typer.echo(f"{path}: {file} and its manifest signed with key {key_id}")
 
 
 def main() -> None:

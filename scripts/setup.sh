@@ -8,6 +8,10 @@ export DEBIAN_FRONTEND=noninteractive
 # openssl for the test certificates of its TLS listener.
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq dataset-fashion-mnist mosquitto openssl >/dev/null
+# promtool (Debian's prometheus package): the tests lint the agent's /metrics with it, as the
+# monitoring side would. Only the tool is wanted: no node exporter, and no server left running.
+$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+if [ -d /run/systemd/system ]; then $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
 # A real RTSP server for the agent's camera tests and benchmark (GStreamer's, run by the system
 # Python's GObject bindings) and ffmpeg to encode footage as cameras send it.
 $SUDO apt-get install -y -qq ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp \

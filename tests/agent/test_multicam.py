@@ -149,6 +149,7 @@ def test_tensorrt_engines_are_cached_per_model_gpu_and_tensorrt_version(model_pa
     info = verify_model(model_path)
     folder = trt_cache_dir(InferenceConfig(trt_cache_dir=tmp_path / "trt"), info)
     assert folder.parent == tmp_path / "trt", "outside the agent's writable state, where configured"
-    assert folder.name.startswith(info.sha256[:16]) and folder.name.endswith(tensorrt_version())
+    assert folder.name.startswith(info.sha256 + "-") and folder.name.endswith(tensorrt_version()), \
+        "the whole sha256 of the verified model: no other model's engine can share the folder"
     assert gpu_name().replace(" ", "_") in folder.name
     assert InferenceConfig().trt_cache_dir.is_absolute(), "the default does not sit in the working directory"

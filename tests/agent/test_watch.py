@@ -79,6 +79,6 @@ def test_prometheus_endpoint(tmp_path, model_path, frames):
     assert 'agent_inference_provider{provider="CPUExecutionProvider"} 1.0' in text
     assert 'agent_alerts_total{camera="seq"} 4.0' in text
     assert 'agent_camera_degraded{camera="seq"} 0.0' in text
-    assert 'agent_inference_latency_ms_bucket{le="1.0"}' in text
+    assert 'agent_inference_latency_seconds_bucket{le="0.001"}' in text
     for name in ("agent_frames_total", "agent_fps", "agent_source_reconnects_total", "agent_dropped_frames_total"):
         assert name in text
