@@ -1,8 +1,8 @@
 """One inference batch from many cameras, as NVIDIA DeepStream's nvstreammux forms it.
 
-Each camera's `Source` runs on its own capture thread (a `Feed`), which keeps what inference
-has not taken yet: the newest frame only for a live camera (older ones count as dropped),
-a bounded FIFO for a file (nothing is skipped). `Batcher.next_batch` waits for the first
+Each camera's `Source` runs on its own capture thread (a `Feed`) and decodes into the camera's
+one buffer, which keeps what inference has not taken yet: the newest frame only for a live
+camera (older ones count as dropped), a bounded FIFO for a file (nothing is skipped). `Batcher.next_batch` waits for the first
 frame, then at most `timeout_s` for every connected live camera to have one, and takes the
 newest frame of each live camera plus up to `batch_size` file frames, round-robin. A camera
 that stalls, reconnects, ends or fails only drops out of the batches; the others go on.
@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 
 from agent.capture import Frame, Source
 
@@ -20,16 +19,18 @@ log = logging.getLogger(__name__)
 
 
 class Feed:
-    """One camera's capture thread and the frames it holds for the batcher."""
+    """One camera's capture thread, and the batcher's view of the camera's `FrameBuffer`.
 
-    def __init__(self, name: str, source: Source, queue_size: int, cond: threading.Condition) -> None:
+    The buffer (`agent.capture.FrameBuffer`, shared condition) is the only place the camera's
+    frames wait and are dropped; this thread runs `Source.run`, which keeps it filled.
+    """
+
+    def __init__(self, name: str, source: Source) -> None:
         self.name = name
         self.source = source
+        self.buffer = source.buffer
         self.live = source.spec.live
-        self.capacity = 1 if self.live else queue_size
-        self._frames: deque[Frame] = deque()
-        self._cond = cond
-        self.dropped = 0  # live frames replaced here before the batcher took them
+        self.capacity = self.buffer.capacity
         self.done = False  # the source ended, was stopped or failed
         self.error: str | None = None
         self.thread = threading.Thread(target=self._run, name=f"capture-{name}", daemon=True)
@@ -40,27 +41,19 @@ class Feed:
 
     def _run(self) -> None:
         try:
-            for frame in self.source.frames():
-                with self._cond:
-                    if self.live and self._frames:
-                        self._frames.popleft()
-                        self.dropped += 1
-                    while len(self._frames) >= self.capacity and not self.source.stopped:
-                        self._cond.wait(0.2)  # file: wait for the batcher to make room
-                    self._frames.append(frame)
-                    self._cond.notify_all()
+            self.source.run()
         except Exception as exc:  # a failing camera must never take the others down
             log.exception("camera %s failed", self.name)
             self.error = f"{type(exc).__name__}: {exc}"
         finally:
-            with self._cond:
+            with self.buffer.cond:
                 self.done = True
-                self._cond.notify_all()
+                self.buffer.cond.notify_all()
 
     @property
     def waiting(self) -> int:
         """Frames held for the batcher (call with the condition held)."""
-        return len(self._frames)
+        return self.buffer.waiting
 
     @property
     def streaming(self) -> bool:
@@ -69,12 +62,12 @@ class Feed:
 
     def take(self) -> Frame | None:
         """The oldest held frame (the only one, for live), or None (call with the condition held)."""
-        return self._frames.popleft() if self._frames else None
+        return self.buffer.take()
 
     @property
     def finished(self) -> bool:
         """Ended and emptied (call with the condition held)."""
-        return self.done and not self._frames
+        return self.done and not self.buffer.waiting
 
 
 class Batcher:
@@ -83,7 +76,7 @@ class Batcher:
     def __init__(self, feeds: list[Feed], cond: threading.Condition, batch_size: int, timeout_s: float,
                  stop: threading.Event) -> None:
         self.feeds = feeds
-        self._cond = cond
+        self._cond = cond  # the one every feed's buffer was made with
         self.batch_size = batch_size
         self.timeout_s = timeout_s
         self._stop = stop
@@ -125,5 +118,4 @@ class Batcher:
                         progress = True
                 if not progress:
                     break
-            self._cond.notify_all()  # file feeds waiting for room
         return batch

@@ -1,19 +1,20 @@
 """Video sources: cameras, network streams, video files and image sequences.
 
-A reader thread per connection decodes frames while the caller runs inference. Live
-sources keep only the newest frame (a slow consumer skips frames instead of lagging
-further behind, and the skipped ones are counted); files and image sequences hand over
-every frame in order through a bounded queue. A source that is lost or stalls is
-reopened with exponential backoff; files resume at the frame after the last one read.
+A reader thread per connection decodes frames into the camera's one `FrameBuffer` while the
+caller runs inference. The buffer owns the drop policy: live sources keep only the newest
+frame (a slow consumer skips frames instead of lagging further behind, and the skipped ones
+are counted); files and image sequences hand over every frame in order through a bounded
+queue. A source that is lost or stalls is reopened with exponential backoff; files resume at
+the frame after the last one decoded.
 """
 from __future__ import annotations
 
 import logging
-import queue
 import re
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -114,87 +115,96 @@ def open_capture(spec: SourceSpec, cfg: CaptureConfig) -> cv2.VideoCapture:
     return cap
 
 
-_END = object()  # the reader's capture returned no frame
+class FrameBuffer:
+    """The one place a camera's decoded frames wait for inference, with the camera's drop policy.
 
-
-class _Latest:
-    """Single-slot mailbox: a new frame replaces an unread one (counted as dropped).
-
-    The end marker does not replace an unread frame: the last frame before a loss is
-    still worth inspecting.
+    Live: the newest frame only; a new frame replaces an unread one, counted in `dropped` (a
+    slow consumer skips frames instead of lagging further behind). File: a bounded FIFO; the
+    decoder waits for room, so nothing is skipped. The buffer outlives reconnects, so its
+    counters are the camera's. `cond` may be shared by several buffers (the batcher waits on
+    all cameras at once); every method but `put` expects it held.
     """
 
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._frame: Frame | None = None
-        self._ended = False
+    def __init__(self, live: bool, capacity: int, cond: threading.Condition | None = None) -> None:
+        self.live = live
+        self.capacity = 1 if live else capacity
+        self.cond = cond or threading.Condition()
+        self._frames: deque[Frame] = deque()
         self.dropped = 0
+        self.next_index = 0  # index after the last frame taken in: where a reopened file resumes
 
-    def put(self, item, stopped: threading.Event) -> None:
-        with self._cond:
-            if item is _END:
-                self._ended = True
-            else:
-                if self._frame is not None:
-                    self.dropped += 1
-                self._frame = item
-            self._cond.notify()
+    def put(self, frame: Frame, stopped: threading.Event) -> bool:
+        """Hand over a decoded frame; False when `stopped` was set first (the frame is not kept)."""
+        with self.cond:
+            if self.live and self._frames:
+                self._frames.popleft()
+                self.dropped += 1
+            while len(self._frames) >= self.capacity and not stopped.is_set():
+                self.cond.wait(0.2)  # file: wait for the consumer to make room
+            if stopped.is_set():
+                return False
+            self._frames.append(frame)
+            self.next_index = frame.index + 1
+            self.cond.notify_all()
+            return True
 
-    def get(self, timeout: float):
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._frame is not None or self._ended, timeout):
-                raise queue.Empty
-            if self._frame is not None:
-                frame, self._frame = self._frame, None
-                return frame
-            return _END
+    @property
+    def waiting(self) -> int:
+        """Frames held for the consumer."""
+        return len(self._frames)
 
-
-class _Ordered:
-    """Bounded FIFO: the reader waits for the consumer, so no frame of a file is skipped."""
-
-    def __init__(self, size: int) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=size)
-        self.dropped = 0
-
-    def put(self, item, stopped: threading.Event) -> None:
-        while not stopped.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def get(self, timeout: float):
-        return self._queue.get(timeout=timeout)
+    def take(self) -> Frame | None:
+        """The oldest held frame (the only one, for live), or None; wakes a decoder waiting for room."""
+        if not self._frames:
+            return None
+        self.cond.notify_all()
+        return self._frames.popleft()
 
 
 class _Reader:
-    """Decodes from one opened capture on a thread until it fails, ends or is abandoned."""
+    """Decodes from one opened capture on a thread into the camera's buffer until it fails, ends or is abandoned."""
 
-    def __init__(self, cap: cv2.VideoCapture, mailbox, first_index: int) -> None:
+    def __init__(self, cap: cv2.VideoCapture, buffer: FrameBuffer, first_index: int) -> None:
         self.cap = cap
-        self.mailbox = mailbox
+        self.buffer = buffer
         self.stopped = threading.Event()
+        self.finished = threading.Event()  # the thread is done: the capture gave no frame, or it was abandoned
+        self._reading_since: float | None = None  # time.monotonic() when the pending cap.read() began
         self._index = first_index
         self.thread = threading.Thread(target=self._run, name="capture", daemon=True)
         self.thread.start()
 
+    def stalled(self, timeout_s: float) -> bool:
+        """One read has been in the decoder for over `timeout_s` (time waiting for room in the buffer is not a stall)."""
+        since = self._reading_since
+        return since is not None and time.monotonic() - since > timeout_s
+
     def _run(self) -> None:
         try:
             while not self.stopped.is_set():
+                self._reading_since = time.monotonic()
                 start = time.perf_counter()
                 ok, image = self.cap.read()
                 end = time.perf_counter()
+                self._reading_since = None
                 if self.stopped.is_set():
                     break
                 if not ok or image is None:
-                    self.mailbox.put(_END, self.stopped)
                     break
-                self.mailbox.put(Frame(self._index, image, time.time(), end, (end - start) * 1e3), self.stopped)
+                frame = Frame(self._index, image, time.time(), end, (end - start) * 1e3)
+                if not self.buffer.put(frame, self.stopped):
+                    break
                 self._index += 1
         finally:
             self.cap.release()
+            with self.buffer.cond:
+                self.finished.set()
+                self.buffer.cond.notify_all()
+
+    @property
+    def ended(self) -> bool:
+        """The thread is done (no frame, or abandoned)."""
+        return self.finished.is_set()
 
     def stop(self, wait: float = 0.0) -> None:
         """Abandon the connection, waiting up to `wait` seconds for the thread to finish.
@@ -220,35 +230,33 @@ def backoff(cfg: CaptureConfig) -> Iterator[float]:
 
 
 class Source:
-    """Frames from one source, reconnecting on loss; iterate `frames()`, call `stop()` from any thread."""
+    """Frames from one source into its `buffer`, reconnecting on loss; call `stop()` from any thread.
+
+    Either iterate `frames()` (which takes the frames from the buffer), or run `run()` on a
+    thread of its own while a consumer takes them from `buffer` (as the batcher does).
+    """
 
     def __init__(self, spec: SourceSpec, cfg: CaptureConfig,
                  opener: Callable[[SourceSpec, CaptureConfig], cv2.VideoCapture] = open_capture,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, cond: threading.Condition | None = None) -> None:
         self.spec = spec
         self.cfg = cfg
         self._opener = opener
         # Shared with whoever may end the run (e.g. a SIGTERM handler), so setting it is all it takes.
         self._stop = stop or threading.Event()
+        self.buffer = FrameBuffer(spec.live, cfg.file_queue, cond)
         self._reader: _Reader | None = None
-        self._next_index = 0
         self.frame_count = 0  # files: frames the container declares (0 = unknown)
         self.fps = 0.0
         self.reconnects = 0
         self.connected = False  # False from a loss or stall until the reopen succeeds
         self.reopened_at: float | None = None  # time.monotonic() of the last successful reopen
         self.ended_early = ""  # why a file stopped giving frames before its declared count, if it did
-        self._dropped_closed = 0  # drops counted by readers already replaced
-        # The capture thread replaces the reader while the watch loop reads `dropped`; unlocked,
-        # the old reader's drops could be counted twice for a moment and the counter go back.
-        self._counts = threading.Lock()
 
     @property
     def dropped(self) -> int:
         """Live frames replaced by a newer one before inference got to them."""
-        with self._counts:
-            current = self._reader.mailbox.dropped if self._reader else 0
-            return self._dropped_closed + current
+        return self.buffer.dropped
 
     def _open(self) -> cv2.VideoCapture | None:
         """Open within the open timeout; None when it failed or hung (the hung attempt is abandoned)."""
@@ -275,13 +283,10 @@ class Source:
         return box.get("cap")
 
     def _start(self, cap: cv2.VideoCapture) -> None:
-        if not self.spec.live and self._next_index:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, self._next_index)
-        mailbox = _Latest() if self.spec.live else _Ordered(self.cfg.file_queue)
-        with self._counts:
-            if self._reader is not None:
-                self._dropped_closed += self._reader.mailbox.dropped
-            self._reader = _Reader(cap, mailbox, self._next_index)
+        resume = self.buffer.next_index
+        if not self.spec.live and resume:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, resume)
+        self._reader = _Reader(cap, self.buffer, resume)
         self.connected = True
 
     def open(self) -> None:
@@ -306,67 +311,84 @@ class Source:
                 return False
             cap = self._open()
             if cap is not None:
-                log.info("reopened %s at frame %d", self.spec, self._next_index)
+                log.info("reopened %s at frame %d", self.spec, self.buffer.next_index)
                 self._start(cap)
                 self.reopened_at = time.monotonic()
                 return True
         return False
 
-    def _next_item(self):
-        """The reader's next item, or None after the read timeout or on stop.
-
-        Waits in short slices so that `stop()` (e.g. on SIGTERM) is honoured quickly even
-        with a long read timeout.
-        """
-        deadline = time.monotonic() + self.cfg.read_timeout_s
-        while not self._stop.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            try:
-                return self._reader.mailbox.get(timeout=min(left, 0.2))
-            except queue.Empty:
-                continue
+    def _trouble(self) -> str | None:
+        """Why the current connection must be replaced ("lost", "stalled ..."), or None while it delivers."""
+        if self._reader.ended:
+            return "lost"
+        if self._reader.stalled(self.cfg.read_timeout_s):
+            return f"stalled (no frame for {self.cfg.read_timeout_s:.1f}s)"
         return None
+
+    def _recover(self, why: str, failures: list[int]) -> bool:
+        """Reopen after `why`; False when the source is over (a file at its end or given up on, or stopped).
+
+        `failures` holds [frame index, consecutive failures there], kept by the caller across calls.
+        """
+        at = self.buffer.next_index
+        if not self.spec.live:
+            if 0 < self.frame_count <= at:
+                return False
+            failures[:] = [at, failures[1] + 1 if failures[0] == at else 1]
+            if failures[1] > self.cfg.file_retries:
+                log.warning("%s gives no frame %d after %d reopenings; treating it as ended",
+                            self.spec, at, self.cfg.file_retries)
+                if at < self.frame_count:
+                    self.ended_early = (f"{self.spec} ended early: no frame after {at} of "
+                                        f"the {self.frame_count} it declares (truncated or damaged file)")
+                return False
+        return self._reconnect(why)
+
+    def run(self) -> None:
+        """Keep frames coming into `buffer` until the file ends or `stop()`; reconnects on loss or stall.
+
+        The consumer takes frames from `buffer` on its own thread; this one only watches the reader.
+        """
+        if self._reader is None:
+            self.open()
+        failures = [-1, 0]
+        try:
+            while not self._stop.is_set():
+                # Polled in short slices: a stall and `stop()` (e.g. on SIGTERM) are seen within 0.1 s.
+                self._reader.finished.wait(0.1)
+                why = self._trouble()
+                if why is not None and not self._recover(why, failures):
+                    return
+        finally:
+            self._reader.stop(wait=self.cfg.read_timeout_s)
 
     def frames(self) -> Iterator[Frame]:
         """Yield frames until the file ends, `stop()` is called, or forever for a live source."""
         if self._reader is None:
             self.open()
-        failures_here = 0  # consecutive failures of a file at the same frame
+        failures = [-1, 0]
+        buffer = self.buffer
         try:
             while not self._stop.is_set():
-                item = self._next_item()
-                if item is None:
-                    if self._stop.is_set():
-                        return
-                    why = f"stalled (no frame for {self.cfg.read_timeout_s:.1f}s)"
-                else:
-                    if isinstance(item, Frame):
-                        self._next_index = item.index + 1
-                        failures_here = 0
-                        yield item
-                        continue
-                    if not self.spec.live and 0 < self.frame_count <= self._next_index:
-                        return
-                    why = "lost"
-                if not self.spec.live:
-                    failures_here += 1
-                    if failures_here > self.cfg.file_retries:
-                        log.warning("%s gives no frame %d after %d reopenings; treating it as ended",
-                                    self.spec, self._next_index, self.cfg.file_retries)
-                        if self._next_index < self.frame_count:
-                            self.ended_early = (f"{self.spec} ended early: no frame after {self._next_index} of "
-                                                f"the {self.frame_count} it declares (truncated or damaged file)")
-                        return
-                if not self._reconnect(why):
+                why = None
+                with buffer.cond:
+                    # Frames decoded before a loss are handed out before it is dealt with.
+                    while not buffer.waiting and not self._stop.is_set():
+                        why = self._trouble()
+                        if why is not None:
+                            break
+                        buffer.cond.wait(0.1)
+                    frame = buffer.take()
+                if frame is not None:
+                    yield frame
+                elif why is None or not self._recover(why, failures):
                     return
         finally:
             if self._reader is not None:
                 self._reader.stop(wait=self.cfg.read_timeout_s)
 
     def stop(self) -> None:
-        """Make `frames()` return soon (within the read timeout at most)."""
+        """Make `frames()` and `run()` return soon (within the read timeout at most)."""
         self._stop.set()
 
     @property

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.errors import AgentError
+from agent.observers import Observer, Scored
 
 
 @dataclass
-class LabelledScore:
-    """Per-frame and per-alert counts against a set of adversarial frame indices."""
+class LabelledScore(Observer):
+    """Per-frame and per-alert counts against a set of adversarial frame indices; observes one camera."""
 
     adversarial: frozenset[int]
     kinds: dict[str, frozenset[int]] = field(default_factory=dict)  # burst kind -> its adversarial frames
@@ -47,6 +48,18 @@ class LabelledScore:
             return cls(frozenset(int(i) for i in labels["adversarial"]), kinds, classes)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise AgentError(f"labels file {path}: expected JSON with an 'adversarial' list of frame indices ({exc})") from None
+
+    def on_frame(self, scored: Scored) -> None:
+        """Count a judged frame, or one not judged because it is unfamiliar."""
+        if scored.judged:
+            self.frame(scored.frame.index, scored.over, scored.predicted)
+        else:
+            self.unfamiliar(scored.frame.index)
+
+    def on_event(self, event: dict) -> None:
+        """Count an alert."""
+        if event["event"] == "alert":
+            self.alert(event["frame_index"])
 
     def frame(self, index: int, over: bool, predicted: int | None = None) -> None:
         """Count one judged frame, whether p_adv exceeded the threshold and the class the model predicted."""

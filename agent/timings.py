@@ -13,6 +13,10 @@ import math
 
 import numpy as np
 
+from agent.observers import Observer, Scored
+
+STAGES = ("capture", "preprocess", "inference", "alerting", "end_to_end")
+
 
 class LatencyHistogram:
     """Counts of millisecond values in bins `rel` wide (relative), from `low_ms` to `high_ms`.
@@ -40,3 +44,19 @@ class LatencyHistogram:
         rank = max(1, math.ceil(q / 100 * self.count))
         i = int(np.searchsorted(np.cumsum(self.counts), rank))
         return self.low_ms * math.exp((i + 0.5) * self._log_step)
+
+
+class StageTimings(Observer):
+    """Per-stage latency of every scored frame (`Watch(record=True)`), one histogram per stage."""
+
+    def __init__(self) -> None:
+        self.histograms = {stage: LatencyHistogram() for stage in STAGES}
+
+    def on_frame(self, scored: Scored) -> None:
+        """Count the frame's time in each stage."""
+        h = self.histograms
+        h["capture"].add(scored.frame.capture_ms)
+        h["preprocess"].add(scored.prep_ms)
+        h["inference"].add(scored.infer_ms)
+        h["alerting"].add(scored.alerting_ms)
+        h["end_to_end"].add(scored.latency_ms)

@@ -1,9 +1,11 @@
-"""The watch loop: every camera's frames -> frame health -> one detector -> per-camera debouncer -> sinks.
+"""The watch loop: every camera's frames -> frame health -> one detector -> per-camera debouncer -> observers.
 
 One process watches all cameras of a vehicle with one ONNX Runtime session: each camera has
 its own capture thread, and `agent.batching` forms each inference batch from the newest
 frame of every camera. Per camera the loop keeps a debouncer, frame health, counters and
-metric labels; a camera that is lost, degraded or ended leaves the others running.
+metric labels; a camera that is lost, degraded or ended leaves the others running. What is
+done with each decision (sinks, evidence, recordings, scoring, timings) is an observer's job
+(`agent.observers`).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.alerts import MB, SnapshotWriter, make_event, utc_iso
+from agent.alerts import SnapshotWriter, make_event, utc_iso
 from agent.batching import Batcher, Feed
 from agent.cameras import Camera
 from agent.capture import Frame, Source
@@ -29,18 +31,12 @@ from agent.errors import AgentError, SourceError
 from agent.frame_health import FrameHealth, Hysteresis
 from agent.metrics import Metrics
 from agent.model import Detector, verify_model
-from agent.scoring import LabelledScore
-from agent.sinks import FanOut, Sink
-from agent.sinks.jsonl import JsonlSink
-from agent.sinks.mqtt import MqttSink
-from agent.sinks.stdout import StdoutSink
+from agent.observers import Context, Observer, Observers, Scored, build_observers
 from agent.systemd import Notifier, writable_model_files
-from agent.timings import LatencyHistogram
+from agent.timings import LatencyHistogram, StageTimings
 from common.robustness import describe as describe_robustness
 
 log = logging.getLogger(__name__)
-
-STAGES = ("capture", "preprocess", "inference", "alerting", "end_to_end")
 
 
 @dataclass
@@ -58,19 +54,25 @@ class CameraStats:
 
 @dataclass
 class Summary:
-    """What a run did, in total and per camera; `timings_ms` (per stage, every frame) only when recording."""
+    """What a run did per camera, and in total (summed over the cameras, e.g. `summary.frames`);
+    `timings_ms` (per stage, every frame) only when recording."""
 
-    frames: int = 0
-    alerts: int = 0
     seconds: float = 0.0
-    reconnects: int = 0
-    dropped: int = 0
-    unhealthy: int = 0
-    unfamiliar: int = 0
     provider: str = ""
     ended_early: list[str] = field(default_factory=list)  # files that ended before their last frame, and why
     cameras: dict[str, CameraStats] = field(default_factory=dict)
     timings_ms: dict[str, LatencyHistogram] = field(default_factory=dict)
+
+    def _total(self, name: str) -> int:
+        return sum(getattr(c, name) for c in self.cameras.values())
+
+    frames = property(lambda self: self._total("frames"), doc="Frames taken from all cameras.")
+    unhealthy = property(lambda self: self._total("unhealthy"), doc="Frames not scored: no scene.")
+    scored = property(lambda self: self._total("scored"), doc="Frames run through the model.")
+    unfamiliar = property(lambda self: self._total("unfamiliar"), doc="Scored frames not judged: unfamiliar.")
+    alerts = property(lambda self: self._total("alerts"), doc="Alerts raised.")
+    reconnects = property(lambda self: self._total("reconnects"), doc="Sources reopened.")
+    dropped = property(lambda self: self._total("dropped"), doc="Live frames skipped for a newer one.")
 
     @property
     def fps(self) -> float:
@@ -81,20 +83,6 @@ class Summary:
 def agent_name(cfg: AgentConfig, cameras: list[Camera]) -> str:
     """This agent's name for MQTT: `name`, else the only camera's, else the host's."""
     return cfg.name or (cameras[0].name if len(cameras) == 1 else socket.gethostname().split(".")[0])
-
-
-def build_sinks(cfg: AgentConfig, agent: str, metrics: Metrics) -> tuple[FanOut, MqttSink | None]:
-    """The configured sinks, fanned out; the MQTT sink is also returned for its metrics."""
-    sinks: list[Sink] = []
-    mqtt = None
-    if cfg.sinks.stdout:
-        sinks.append(StdoutSink())
-    if cfg.sinks.jsonl is not None:
-        sinks.append(JsonlSink(cfg.sinks.jsonl, cfg.sinks.jsonl_max_mb * MB))
-    if cfg.sinks.mqtt.enabled:
-        mqtt = MqttSink(cfg.sinks.mqtt, agent, metrics)
-        sinks.append(mqtt)
-    return FanOut(sinks, metrics), mqtt
 
 
 def health_event(kind: str, camera: str, reason: str, at: float) -> dict:
@@ -118,8 +106,8 @@ class CameraState:
         self.lost = False  # disconnected and reconnecting, or ended with an error
 
 
-def _open(camera: Camera, cfg: AgentConfig, stop: threading.Event) -> Source:
-    source = Source(camera.spec, cfg.capture, stop=stop)
+def _open(camera: Camera, cfg: AgentConfig, stop: threading.Event, cond: threading.Condition) -> Source:
+    source = Source(camera.spec, cfg.capture, stop=stop, cond=cond)
     try:
         source.open()
     except SourceError as exc:
@@ -135,12 +123,12 @@ class Watch:
 
     def __init__(self, cfg: AgentConfig, model: str | Path, cameras: list[Camera], *,
                  stop: threading.Event | None = None, notifier: Notifier | None = None,
-                 record: bool = False, score: LabelledScore | None = None) -> None:
+                 record: bool = False, score: Observer | None = None) -> None:
         self.cfg = cfg
-        self.score = score
         self.stop = stop or threading.Event()
         self.notifier = notifier or Notifier()
-        self.record = record
+        # Observers of this run only, added after the configured ones: a labelled-stream score, timings.
+        self._extra = [o for o in (score, StageTimings() if record else None) if o is not None]
         self._resources = ExitStack()
         try:
             self._setup(model, cameras)
@@ -160,16 +148,16 @@ class Watch:
         self.detector = Detector(self.info, cfg.inference)
         self.threshold = cfg.alerts.threshold if cfg.alerts.threshold is not None else self.info.threshold
         self.familiarity_threshold = self.info.familiarity_threshold
+        # One condition for every camera's buffer: the batcher waits for frames of all of them at once.
+        self._cond = threading.Condition()
         # Opened side by side: a vehicle's cameras start together, and a slow one must not add up.
         with ThreadPoolExecutor(len(cameras)) as pool:
-            opened = [pool.submit(_open, camera, cfg, self.stop) for camera in cameras]
+            opened = [pool.submit(_open, camera, cfg, self.stop, self._cond) for camera in cameras]
         for future in opened:  # every camera is closed on the way out, even when one failed to open
             if future.exception() is None:
                 self._resources.callback(future.result().close)
         sources = [future.result() for future in opened]  # raises the first camera's error, in config order
-        self._cond = threading.Condition()
-        self.cameras = [CameraState(c, s, Feed(c.name, s, cfg.capture.file_queue, self._cond), cfg)
-                        for c, s in zip(cameras, sources)]
+        self.cameras = [CameraState(c, s, Feed(c.name, s), cfg) for c, s in zip(cameras, sources)]
         self._by_feed = {c.feed: c for c in self.cameras}
         self._resources.callback(self._join_feeds)
         self.batcher = Batcher([c.feed for c in self.cameras], self._cond, cfg.inference.batch_size,
@@ -182,11 +170,12 @@ class Watch:
         for c in self.cameras:
             self.metrics.info.labels(c.name, self.info.sha256).set(1)
             self.metrics.degraded.labels(c.name).set(0)
-        self.sinks, mqtt = build_sinks(cfg, agent_name(cfg, cameras), self.metrics)
-        self._resources.callback(self.sinks.close)
-        if mqtt is not None:
-            self.metrics.spool_pending.set_function(mqtt.pending)
-            self.metrics.mqtt_connected.set_function(lambda: float(mqtt.connected.is_set()))
+        self.observers = Observers([], self.metrics)
+        self._resources.callback(self.observers.close)
+        context = Context(cfg, agent_name(cfg, cameras), self.metrics, self.info, self.threshold,
+                          tuple(c.name for c in self.cameras))
+        for observer in build_observers(context) + self._extra:
+            self.observers.add(observer)  # one by one: those built before a failing one are still closed
         self.snapshots = SnapshotWriter(cfg.alerts, self.metrics)
         self.metrics.serve(cfg.metrics.address, cfg.metrics.port)
         self._resources.callback(self.metrics.close)
@@ -219,8 +208,9 @@ class Watch:
         """Process frames until every camera has ended, `max_frames` are done or `stop` is set."""
         summary = self.summary = Summary(provider=self.detector.provider,
                                          cameras={c.name: c.stats for c in self.cameras})
-        if self.record:
-            summary.timings_ms = {stage: LatencyHistogram() for stage in STAGES}
+        for observer in self._extra:
+            if isinstance(observer, StageTimings):
+                summary.timings_ms = observer.histograms
         self.metrics.ready.set(1)
         names = ", ".join(c.name for c in self.cameras)
         self.notifier.ready(f"watching {names} with {self.detector.provider}")
@@ -271,8 +261,6 @@ class Watch:
             else:
                 camera.stats.unhealthy += 1
                 self.metrics.unhealthy.labels(camera.name, verdict).inc()
-        self.summary.frames += len(batch)
-        self.summary.unhealthy += len(batch) - len(scored)
         # Pinged for every batch taken, scored or not: a covered lens is a degraded camera, not a hung agent.
         self.notifier.frame_processed()
         if not scored:
@@ -288,32 +276,25 @@ class Watch:
         self.metrics.batch_size.observe(len(scored))
         for i, (camera, frame) in enumerate(scored):
             a0 = time.perf_counter()
+            p = float(p_adv[i])
             unfamiliar = unfamiliarity is not None and unfamiliarity[i] > self.familiarity_threshold
-            self._familiarity(camera, frame, unfamiliar, float(p_adv[i]))
-            if not unfamiliar:  # p_adv means nothing on a scene unlike the training data
-                self._decide(camera, frame, probs[i], float(p_adv[i]))
-            elif self.score is not None:
-                self.score.unfamiliar(frame.index)
+            self._familiarity(camera, frame, unfamiliar, p)
+            # p_adv means nothing on a scene unlike the training data: such frames are not judged.
+            over = not unfamiliar and self._decide(camera, frame, probs[i], p)
             a1 = time.perf_counter()
             latency_ms = (a1 - frame.perf_at) * 1e3
             self.metrics.inference_ms.observe(infer_ms)
             self.metrics.frame_latency_ms.labels(camera.name).observe(latency_ms)
             self.metrics.frames.labels(camera.name).inc()
-            self.metrics.p_adv.labels(camera.name).set(float(p_adv[i]))
-            if self.record:
-                t = self.summary.timings_ms
-                t["capture"].add(frame.capture_ms)
-                t["preprocess"].add(prep_ms)
-                t["inference"].add(infer_ms)
-                t["alerting"].add((a1 - a0) * 1e3)
-                t["end_to_end"].add(latency_ms)
+            self.metrics.p_adv.labels(camera.name).set(p)
+            self.observers.frame(Scored(camera.name, frame, probs[i], p, int(np.argmax(probs[i])), not unfamiliar,
+                                        over, prep_ms, infer_ms, (a1 - a0) * 1e3, latency_ms))
 
     def _familiarity(self, camera: CameraState, frame: Frame, unfamiliar: bool, p_adv: float) -> None:
         """Count an unfamiliar frame; report the camera's scene turning unfamiliar (and familiar again)."""
         s = camera.stats
         s.scored += 1
         s.unfamiliar += unfamiliar
-        self.summary.unfamiliar += unfamiliar
         self.metrics.unfamiliar_share.labels(camera.name).set(s.unfamiliar / s.scored)
         change = camera.scene.update("unfamiliar" if unfamiliar else None)
         if change is None:
@@ -322,7 +303,7 @@ class Watch:
         log.warning("%s: %s at frame %d (p_adv %.3f is not judged on it)", camera.name, kind, frame.index, p_adv)
         event = health_event(kind, camera.name, "familiarity score above the model's threshold" if change == "on"
                              else "familiar again", frame.captured_at)
-        self.sinks.emit({**event, "frame_index": frame.index})
+        self.observers.emit({**event, "frame_index": frame.index})
 
     def _health_transition(self, camera: CameraState, change: str | None, at: float, reason: str = "") -> None:
         """Publish a camera's move to or from the degraded state (event, metric, log)."""
@@ -335,18 +316,17 @@ class Watch:
             log.warning("camera %s degraded: %s", camera.name, reason)
         else:
             log.info("camera %s recovered", camera.name)
-        self.sinks.emit(health_event("camera_degraded" if degraded else "camera_recovered", camera.name,
-                                     reason, at))
+        self.observers.emit(health_event("camera_degraded" if degraded else "camera_recovered", camera.name,
+                                         reason, at))
 
-    def _decide(self, camera: CameraState, frame: Frame, probs: np.ndarray, p_adv: float) -> None:
+    def _decide(self, camera: CameraState, frame: Frame, probs: np.ndarray, p_adv: float) -> bool:
+        """Judge one frame: debounce, and raise an alert when due; whether p_adv is over the threshold."""
         over = p_adv > self.threshold
         transition = camera.debouncer.update(over)
-        if self.score is not None:
-            self.score.frame(frame.index, over, int(np.argmax(probs)))
         if transition == "clear":
             log.info("alert on %s cleared at frame %d", camera.name, frame.index)
         if transition != "raise":
-            return
+            return over
         try:
             snapshot = self.snapshots.write(frame.image, camera.name, frame.index, frame.captured_at)
         except OSError as exc:  # a full disk must not stop the alert itself
@@ -357,22 +337,18 @@ class Watch:
                            class_names=self.info.class_names, model_sha256=self.info.sha256, snapshot=snapshot)
         log.warning("ALERT %s frame %d p_adv=%.3f (threshold %.3f) predicted %s", camera.name, frame.index,
                     p_adv, self.threshold, event["predicted_class"])
-        self.sinks.emit(event)
-        if self.score is not None:
-            self.score.alert(frame.index)
+        self.observers.emit(event)
         camera.stats.alerts += 1
-        self.summary.alerts += 1
         self.metrics.alerts.labels(camera.name).inc()
+        return over
 
     def _sync_cameras(self) -> None:
-        """Copy reconnect/drop counts into the summary and metrics; report cameras lost or back."""
+        """Copy reconnect/drop counts into the stats and metrics; report cameras lost or back."""
         for c in self.cameras:
             s = c.stats
-            reconnects, dropped = c.source.reconnects, c.source.dropped + c.feed.dropped
+            reconnects, dropped = c.source.reconnects, c.source.dropped
             self.metrics.reconnects.labels(c.name).inc(reconnects - s.reconnects)
             self.metrics.dropped.labels(c.name).inc(dropped - s.dropped)
-            self.summary.reconnects += reconnects - s.reconnects
-            self.summary.dropped += dropped - s.dropped
             s.reconnects, s.dropped = reconnects, dropped
             lost = (not c.source.connected and not c.feed.done) or c.feed.error is not None
             if lost != c.lost and c.health.state.reason is None:

@@ -55,7 +55,8 @@ sys.path.insert(0, str(ROOT / "tests" / "agent"))
 from agent.cameras import resolve  # noqa: E402
 from agent.config import load_agent_config  # noqa: E402
 from agent.model import Detector, gpu_name, verify_model  # noqa: E402
-from agent.watch import STAGES, Watch  # noqa: E402
+from agent.timings import STAGES  # noqa: E402
+from agent.watch import Watch  # noqa: E402
 from conftest import free_port  # noqa: E402
 from rtsp import RtspServer, encode, footage, missing  # noqa: E402
 

@@ -7,10 +7,14 @@ import logging
 import os
 from pathlib import Path
 
+from agent.alerts import MB
+from agent.observers import Context
+from agent.sinks import Sink
+
 log = logging.getLogger(__name__)
 
 
-class JsonlSink:
+class JsonlSink(Sink):
     """Appends one JSON object per line and fsyncs it, so a power cut loses no written alert.
 
     Each line goes out in one write; a write the disk cut short is truncated away again, so
@@ -55,3 +59,9 @@ class JsonlSink:
     def close(self) -> None:
         """Close the file."""
         os.close(self._fd)
+
+
+def build(ctx: Context) -> JsonlSink | None:
+    """`sinks.jsonl`, rotated past `sinks.jsonl_max_mb`."""
+    sinks = ctx.cfg.sinks
+    return JsonlSink(sinks.jsonl, sinks.jsonl_max_mb * MB) if sinks.jsonl is not None else None

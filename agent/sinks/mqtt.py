@@ -28,12 +28,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from agent.config import MqttConfig
 from agent.errors import AgentError
 from agent.metrics import Metrics
+from agent.observers import Context
+from agent.sinks import Sink
 from agent.sinks.spool import Spool
 
 log = logging.getLogger(__name__)
 
 
-class MqttSink:
+class MqttSink(Sink):
     """Publishes alert events from a durable spool; see the module docstring."""
 
     def __init__(self, cfg: MqttConfig, agent: str, metrics: Metrics | None = None) -> None:
@@ -279,3 +281,13 @@ def make_client(cfg: MqttConfig, client_id: str) -> mqtt.Client:
         raise AgentError(f"MQTT credentials or TLS files: {exc.strerror or exc}"
                          + (f": {exc.filename}" if getattr(exc, "filename", None) else "")) from None
     return client
+
+
+def build(ctx: Context) -> MqttSink | None:
+    """`sinks.mqtt`, with its spool and connection state as metrics."""
+    if not ctx.cfg.sinks.mqtt.enabled:
+        return None
+    sink = MqttSink(ctx.cfg.sinks.mqtt, ctx.agent, ctx.metrics)
+    ctx.metrics.spool_pending.set_function(sink.pending)
+    ctx.metrics.mqtt_connected.set_function(lambda: float(sink.connected.is_set()))
+    return sink

@@ -4,8 +4,11 @@ from __future__ import annotations
 import json
 import sys
 
+from agent.observers import Context
+from agent.sinks import Sink
 
-class StdoutSink:
+
+class StdoutSink(Sink):
     """One JSON object per line, flushed at once so a pipe reader sees it without delay."""
 
     def emit(self, event: dict) -> None:
@@ -15,3 +18,8 @@ class StdoutSink:
 
     def close(self) -> None:
         """Nothing buffered."""
+
+
+def build(ctx: Context) -> StdoutSink | None:
+    """`sinks.stdout`."""
+    return StdoutSink() if ctx.cfg.sinks.stdout else None
