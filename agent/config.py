@@ -57,6 +57,9 @@ class ModelConfig(Schema):
     # Ed25519 public key (PEM, `openssl pkey -pubout`): only a model whose MODEL.onnx.sig it verifies
     # runs, so a vehicle accepts each newly signed model without editing its sha256 pin.
     public_key: Path | None = None
+    # The installed model `agent watch`/`check` run when no --model is given: where the unit's
+    # install step puts it (root-owned, read-only to the service).
+    path: Path = Path("/usr/share/adversary-detector/model.onnx")
 
 
 class CameraConfig(Schema):
@@ -123,6 +126,25 @@ class HealthConfig(Schema):
     recover_after: int = Field(3, ge=1)  # consecutive healthy frames before it clears
 
 
+class EvidenceConfig(Schema):
+    """Lossless frames around each alert, with a manifest that `agent replay` re-scores."""
+
+    enabled: bool = True
+    # One folder per alert: PNG frames and manifest.json.
+    dir: Path = Path("alerts/evidence")
+    # Scored frames kept per camera before an alert (in memory: pre_frames x frame size x cameras)
+    # and collected after it; the alert's own frame is always in.
+    pre_frames: int = Field(8, ge=0, le=1000)
+    post_frames: int = Field(8, ge=0, le=1000)
+    # Clips waiting for the writer thread: when it falls behind (slow or full disk) the newest is
+    # dropped and counted, so scoring never waits for the disk.
+    queue: int = Field(4, ge=1, le=1000)
+    # Retention, as for snapshots: the oldest folders go first beyond either bound; below
+    # alerts.min_free_mb of free space no folder is written.
+    max_mb: float = Field(2000.0, gt=0)
+    max_age_days: float = Field(30.0, gt=0)
+
+
 class AlertConfig(Schema):
     """Alert threshold and debouncing (k of the last n frames raise, m below clear)."""
 
@@ -139,6 +161,7 @@ class AlertConfig(Schema):
     # Free-space guard: no snapshot is written when less than this is left on its filesystem,
     # so the alert log and the MQTT spool keep room.
     min_free_mb: float = Field(50.0, ge=0)
+    evidence: EvidenceConfig = EvidenceConfig()
 
     _k_le_n = not_below("n", "k")
 

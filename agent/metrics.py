@@ -77,6 +77,11 @@ class Metrics:
         self.mcap_errors = Counter("agent_mcap_errors", "MCAP messages lost, by reason (write: the disk failed, "
                                    "the file in progress is closed; full: the writer fell behind)", ["reason"],
                                    registry=r)
+        self.evidence_written = Counter("agent_evidence_written", "Alert evidence folders written whole",
+                                        registry=r)
+        self.evidence_dropped = Counter("agent_evidence_dropped", "Alert evidence not written, by reason (queue_full: "
+                                        "the writer fell behind; low_space: below alerts.min_free_mb; write: the "
+                                        "disk failed)", ["reason"], registry=r)
         self._server = None
 
     def serve(self, address: str, port: int) -> None:
