@@ -10,7 +10,8 @@ Per camera NAME the file holds four topics, JSON-encoded with JSON schemas:
 
 Log and publish times are the frame's capture time (events: their `time`), in ns since the epoch.
 
-The watch loop only queues; a writer thread downscales, serialises and writes, so a slow disk
+An observer of the watch loop (`agent.observers`): `on_frame` and `emit` only queue; a writer
+thread downscales, serialises and writes, so a slow disk
 costs recorded messages (counted in `agent_mcap_errors{reason="full"}`), never scoring. The
 queue is bounded in bytes and messages.
 
@@ -40,6 +41,8 @@ from agent.alerts import check_writable
 from agent.config import McapConfig
 from agent.errors import AgentError
 from agent.metrics import Metrics
+from agent.observers import Context, Scored
+from agent.sinks import Sink
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +80,7 @@ FRAME_SCORE = {
         "timestamp": _TIME, "camera": {"type": "string"}, "frame_index": {"type": "integer", "minimum": 0},
         "p_adv": {"type": "number", "description": "probability that the frame was adversarially perturbed"},
         "threshold": {"type": "number"},
-        "over_threshold": {"type": "boolean"},
+        "over_threshold": {"type": "boolean", "description": "judged, and p_adv over the threshold"},
         "unfamiliar": {"type": "boolean", "description": "unlike the training data: not judged for alerts"},
         "predicted_index": {"type": "integer", "minimum": 0}, "predicted_class": {"type": "string"},
         "class_probability": {"type": "number"},
@@ -202,8 +205,8 @@ class _File:
             pass
 
 
-class McapSink:
-    """Records scored frames (`frame`) and events (`emit`, as every sink) into rotating MCAP files."""
+class McapSink(Sink):
+    """Records scored frames (`on_frame`) and events (`emit`) into rotating MCAP files."""
 
     def __init__(self, cfg: McapConfig, metrics: Metrics | None, class_names: list[str], threshold: float) -> None:
         if cfg.path is None:
@@ -238,14 +241,16 @@ class McapSink:
 
     # --- called from the watch loop: queue only ---
 
-    def frame(self, camera: str, frame_index: int, image: np.ndarray, captured_at: float, p_adv: float,
-              probs: np.ndarray, unfamiliar: bool) -> None:
-        """Record one scored frame's score, and its image when it is an `every_n`th one."""
+    def on_frame(self, scored: Scored) -> None:
+        """Record one scored frame's score, and its image when it is an `every_n`th one of its camera."""
+        camera, frame = scored.camera, scored.frame
         seen = self._seen.get(camera, 0)
         self._seen[camera] = seen + 1
-        item = ("frame", camera, frame_index, image if seen % self.every_n == 0 else None,
-                int(captured_at * 1e9), float(p_adv), probs, bool(unfamiliar))
-        self._put(item, image.nbytes if item[3] is not None else 0)
+        # The decoded image is never written to after decoding, so a reference is enough.
+        image = frame.image if seen % self.every_n == 0 else None
+        item = ("frame", camera, frame.index, image, int(frame.captured_at * 1e9), float(scored.p_adv),
+                scored.predicted, float(scored.probs[scored.predicted]), not scored.judged, scored.over)
+        self._put(item, image.nbytes if image is not None else 0)
 
     def emit(self, event: dict) -> None:
         """Record an alert or another camera event."""
@@ -365,13 +370,12 @@ class McapSink:
             topic = "alerts" if event.get("event") == "alert" else "events"
             data = json.dumps(event, separators=(",", ":")).encode()
             return [(str(event.get("camera", "agent")), topic, _event_ns(event), data)]
-        _, camera, index, image, ns, p_adv, probs, unfamiliar = item
-        predicted = int(np.argmax(probs))
+        _, camera, index, image, ns, p_adv, predicted, probability, unfamiliar, over = item
         score = {"camera": camera, "frame_index": index, "p_adv": p_adv, "threshold": self.threshold,
-                 "over_threshold": p_adv > self.threshold, "unfamiliar": unfamiliar,
+                 "over_threshold": over, "unfamiliar": unfamiliar,
                  "predicted_index": predicted,
                  "predicted_class": self.class_names[predicted] if predicted < len(self.class_names) else str(predicted),
-                 "class_probability": float(probs[predicted])}
+                 "class_probability": probability}
         out = [(camera, "score", ns, f'{{"timestamp":{_stamp(ns)},{json.dumps(score)[1:]}'.encode())]
         if image is not None:
             out.append((camera, "image", ns, self._image(camera, image, ns)))
@@ -388,3 +392,9 @@ class McapSink:
         head = (f'{{"timestamp":{_stamp(ns)},"frame_id":{json.dumps(camera)},"width":{w},"height":{h},'
                 f'"encoding":"{"mono8" if mono else "bgr8"}","step":{w * (1 if mono else 3)},"data":"')
         return head.encode() + base64.b64encode(np.ascontiguousarray(image).data) + b'"}'
+
+
+def build(ctx: Context) -> McapSink | None:
+    """`sinks.mcap`, when its path is set."""
+    cfg = ctx.cfg.sinks.mcap
+    return McapSink(cfg, ctx.metrics, ctx.model.class_names, ctx.threshold) if cfg.path is not None else None

@@ -4,22 +4,32 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from mcap.exceptions import EndOfFile
 from mcap.reader import make_reader
-from mcap.records import Channel, Message, Schema
+from mcap.records import Channel, Chunk, Message, Schema
 from mcap.stream_reader import StreamReader
 
 from agent.config import McapConfig
 from agent.errors import AgentError
+from agent.capture import Frame
 from agent.metrics import Metrics
+from agent.observers import Scored
 from agent.sinks.mcap import McapSink, numbered
 from typer.testing import CliRunner
 
 from agent.cli import app
+from conftest import write_config, write_video
+from fixture_model import make_frames
 from test_faults import mount, one_error_line, video  # noqa: F401 (fixtures)
 
 CLASSES = ["a", "b", "c"]
@@ -58,6 +68,12 @@ def probs_for(i: int) -> np.ndarray:
     return p
 
 
+def scored(camera: str, i: int, image: np.ndarray, at: float, p_adv: float = 0.1, judged: bool = True) -> Scored:
+    probs = probs_for(i)
+    return Scored(camera, Frame(i, image, at, 0.0, 0.0), probs, p_adv, int(np.argmax(probs)), judged,
+                  judged and p_adv > 0.5, 0.0, 0.0, 0.0, 0.0)
+
+
 def sink(tmp_path, metrics=None, **cfg) -> McapSink:
     return McapSink(McapConfig(path=tmp_path / "rec.mcap", **cfg), metrics, CLASSES, threshold=0.5)
 
@@ -69,8 +85,7 @@ def test_recording_reads_back_with_channels_counts_and_timestamps(tmp_path):
     for i in range(max(counts.values())):
         for camera, n in counts.items():
             if i < n:
-                rec.frame(camera, i, frame_image(i), T0 + i * 0.04, p_adv=i / 10, probs=probs_for(i),
-                          unfamiliar=i == 2)
+                rec.on_frame(scored(camera, i, frame_image(i), T0 + i * 0.04, p_adv=i / 10, judged=i != 2))
     alert = {"event": "alert", "id": "x1", "time": "2023-11-14T22:13:20.120Z", "camera": "front",
              "frame_index": 3, "p_adv": 0.3}
     rec.emit(alert)
@@ -103,7 +118,7 @@ def test_recording_reads_back_with_channels_counts_and_timestamps(tmp_path):
         assert log_time == int((T0 + i * 0.04) * 1e9)
         assert score["timestamp"]["sec"] * 10**9 + score["timestamp"]["nsec"] == log_time
         assert score["frame_index"] == i and score["p_adv"] == pytest.approx(i / 10)
-        assert score["predicted_class"] == CLASSES[i % 3] and score["over_threshold"] == (i / 10 > 0.5)
+        assert score["predicted_class"] == CLASSES[i % 3] and score["over_threshold"] == (i / 10 > 0.5 and i != 2)
         assert score["unfamiliar"] == (i == 2)
 
     images = [(m.log_time, json.loads(m.data)) for t, m in messages if t == "/rear/image"]
@@ -132,7 +147,7 @@ def test_files_rotate_past_max_mb_and_a_restart_numbers_on(tmp_path):
     rec = sink(tmp_path, max_mb=0.05)  # a 48x64 frame is ~12 kB in base64: a few per file
     n = 40
     for i in range(n):
-        rec.frame("cam", i, frame_image(i), T0 + i, p_adv=0.1, probs=probs_for(i), unfamiliar=False)
+        rec.on_frame(scored("cam", i, frame_image(i), T0 + i))
     rec.close()
     assert len(rec.files) >= 3
     assert [p.name for p in rec.files] == [f"rec-{k:06d}.mcap" for k in range(1, len(rec.files) + 1)]
@@ -156,8 +171,9 @@ def test_missing_folder_is_an_agent_error(tmp_path):
     assert not (tmp_path / "nowhere").exists()
 
 
-@pytest.mark.parametrize("command", ["check"])
-def test_bad_values_are_one_error_line_and_exit_2(model_path, video, tmp_path, command):
+@pytest.mark.parametrize("command", ["check", "watch"])
+def test_bad_values_are_one_error_line_and_exit_2(model_path, video, tmp_path, command, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # outputs with relative default paths stay out of the checkout
     path = f"sinks.mcap.path={tmp_path / 'rec.mcap'}"
     cases = {
         "sinks.mcap.path: folder": [f"sinks.mcap.path={tmp_path / 'missing' / 'rec.mcap'}"],
@@ -179,7 +195,7 @@ def test_full_disk_counts_errors_and_keeps_complete_chunks(mount):
     rec = McapSink(McapConfig(path=disk / "rec.mcap", max_mb=0.25), metrics, CLASSES, threshold=0.5)
     n = 200  # 200 x ~49 kB of base64 frames: far more than the disk holds
     for i in range(n):
-        rec.frame("cam", i, frame_image(i, 96, 128), T0 + i, p_adv=0.1, probs=probs_for(i), unfamiliar=False)
+        rec.on_frame(scored("cam", i, frame_image(i, 96, 128), T0 + i))
     rec.close()  # returns: a full disk never hangs or raises into the watch loop
     errors = sum(s.value for s in metrics.mcap_errors.collect()[0].samples if s.name.endswith("_total"))
     written = sum(s.value for s in metrics.mcap_written.collect()[0].samples if s.name.endswith("_total"))
@@ -190,3 +206,58 @@ def test_full_disk_counts_errors_and_keeps_complete_chunks(mount):
     _, messages, complete = read_stream(rec.files[0])
     assert not complete and messages
     assert len(messages) <= written
+
+
+def complete_chunks(path) -> int:
+    """Chunks of a file being written that are there whole."""
+    count = 0
+    try:
+        with open(path, "rb") as f:
+            for record in StreamReader(f, emit_chunks=True).records:
+                count += isinstance(record, Chunk)
+    except (EndOfFile, FileNotFoundError):
+        pass
+    return count
+
+
+def test_killed_agent_leaves_a_file_readable_to_its_last_chunk(model_path, tmp_path):
+    # A video file forced to live mode loops forever: only a signal ends the agent.
+    video = write_video(tmp_path / "v.avi", make_frames(20, adversarial=[5, 6, 7]))
+    cfg = write_config(tmp_path / "a.yaml", tmp_path, capture={"mode": "live"},
+                       sinks={"stdout": False, "jsonl": None, "mcap": {"path": str(tmp_path / "rec.mcap"), "max_mb": 64}})
+    # In tmp_path: outputs with relative default paths stay out of the checkout.
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "watch", "--model", str(model_path), "--source",
+                             f"front={video}", "--config", str(cfg)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    path = tmp_path / "rec-000001.mcap"  # 1 MiB chunks: it is killed long before it reaches max_mb
+    try:
+        deadline = time.monotonic() + 60
+        while complete_chunks(path) < 3:
+            try:  # the poll's wait; an agent that ended on its own fails the test
+                proc.wait(timeout=0.1)
+                pytest.fail(f"agent ended ({proc.returncode}): {proc.stderr.read()[-2000:]}")
+            except subprocess.TimeoutExpired:
+                assert time.monotonic() < deadline, "no 3 complete chunks within 60 s"
+        _, before, _ = read_stream(path)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    schemas, messages, complete = read_stream(path)  # CRCs checked chunk by chunk
+    assert not complete  # no summary or footer: the kill cut the file, and it is still read
+    assert len(messages) >= len(before) >= 3
+    topics = {t for t, _ in messages}
+    assert {"/front/score", "/front/image", "/front/alerts"} <= topics
+    assert schemas["/front/image"].name == "foxglove.RawImage"
+    for topic in topics:
+        times = [m.log_time for t, m in messages if t == topic and topic != "/front/events"]
+        assert times == sorted(times), topic
+    scores = [json.loads(m.data) for t, m in messages if t == "/front/score"]
+    images = [json.loads(m.data) for t, m in messages if t == "/front/image"]
+    assert len(images) == len(scores)  # every_n 1: each scored frame with its image
+    assert all(s["predicted_class"] for s in scores)
+    decoded = np.frombuffer(base64.b64decode(images[-1]["data"]), np.uint8)
+    assert decoded.size == images[-1]["height"] * images[-1]["step"] == 96 * 128 * 3
