@@ -188,6 +188,15 @@ def test_bad_values_are_one_error_line_and_exit_2(model_path, video, tmp_path, c
     assert not list(tmp_path.glob("*.mcap"))
 
 
+def test_check_names_the_recording(model_path, video, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["check", "--model", str(model_path), "--source", video, "--set", "metrics.port=0",
+                                      "--set", f"sinks.mcap.path={tmp_path / 'rec.mcap'}", "--set", "sinks.mcap.every_n=5",
+                                      "--set", "sinks.mcap.scale=0.5"])
+    assert result.exit_code == 0, result.output
+    assert f"mcap {tmp_path / 'rec.mcap'} (every 5 frame(s) at scale 0.5, new file past 1024 MB)" in result.stdout
+
+
 def test_full_disk_counts_errors_and_keeps_complete_chunks(mount):
     disk = mount("mcap", "256k")
     metrics = Metrics()
