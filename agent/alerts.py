@@ -35,6 +35,58 @@ def check_writable(folder: Path) -> None:
         pass
 
 
+def alert_name(camera: str, frame_index: int, ts: float) -> str:
+    """The file or folder name of an alert's saved frames: camera, frame index and UTC time."""
+    stamp = datetime.fromtimestamp(ts, timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{camera}-{frame_index:09d}-{stamp}"
+
+
+def low_space(folder: Path, need: int, min_free_mb: float) -> str | None:
+    """Why `need` bytes must not be written in `folder` (the free-space guard), or None."""
+    free = shutil.disk_usage(folder).free
+    if free - need < min_free_mb * MB:
+        return f"{free / MB:.2f} MB free on its filesystem, alerts.min_free_mb is {min_free_mb}"
+    return None
+
+
+class Retention:
+    """Files or folders kept within a total size and an age; the oldest are removed first.
+
+    Entries are tracked as they are added, so pruning never lists the folder again.
+    """
+
+    def __init__(self, max_bytes: float, max_age_days: float, metrics: Metrics) -> None:
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_days * 86400
+        self.metrics = metrics
+        self._kept: deque[tuple[float, Path, int]] = deque()  # (mtime, path, bytes), oldest first
+        self._bytes = 0
+
+    def track(self, entries: list[tuple[float, Path, int]]) -> None:
+        """Start tracking what a folder already holds, (mtime, path, bytes) each, then prune."""
+        self._kept = deque(sorted([*self._kept, *entries]))
+        self._bytes = sum(size for _, _, size in self._kept)
+        self.prune()
+
+    def add(self, path: Path, size: int) -> None:
+        """Track a new entry, then prune."""
+        self._kept.append((os.stat(path).st_mtime, path, size))
+        self._bytes += size
+        self.prune()
+
+    def prune(self) -> None:
+        """Remove the oldest entries beyond the size or the age bound."""
+        cutoff = time.time() - self.max_age_s
+        while self._kept and (self._bytes > self.max_bytes or self._kept[0][0] < cutoff):
+            _, path, size = self._kept.popleft()
+            self._bytes -= size
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            self.metrics.retention_deleted.inc()
+
+
 class SnapshotWriter:
     """Writes the full-resolution frame of each alert as PNG (lossless, so it can be re-analysed).
 
@@ -49,38 +101,25 @@ class SnapshotWriter:
         self.folder = Path(cfg.snapshot_dir)
         self.metrics = metrics or Metrics()
         check_writable(self.folder)
-        # (mtime, path, size), oldest first: retention then never lists the folder again.
+        self.retention = Retention(cfg.snapshot_max_mb * MB, cfg.snapshot_max_age_days, self.metrics)
         found = []
         for path in self.folder.glob("*.png"):
             st = path.stat()
             found.append((st.st_mtime, path, st.st_size))
-        self._kept = deque(sorted(found))
-        self._bytes = sum(size for _, _, size in found)
-        self._prune()
-
-    def _prune(self) -> None:
-        cutoff = time.time() - self.cfg.snapshot_max_age_days * 86400
-        while self._kept and (self._bytes > self.cfg.snapshot_max_mb * MB or self._kept[0][0] < cutoff):
-            _, path, size = self._kept.popleft()
-            self._bytes -= size
-            path.unlink(missing_ok=True)
-            self.metrics.retention_deleted.inc()
+        self.retention.track(found)
 
     def write(self, image: np.ndarray, camera: str, frame_index: int, ts: float) -> Path:
         """Save `image` and return its path; raises OSError (and counts it) when it cannot be saved whole."""
-        stamp = datetime.fromtimestamp(ts, timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-        path = self.folder / f"{camera}-{frame_index:09d}-{stamp}.png"
+        path = self.folder / f"{alert_name(camera, frame_index, ts)}.png"
         # Level 1: PNG is lossless at every level; the fast one keeps alerting cheap.
         ok, encoded = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
         if not ok:
             self.metrics.snapshot_errors.labels("encode").inc()
             raise OSError(f"cannot encode snapshot {path}")
         data = encoded.tobytes()
-        free = shutil.disk_usage(self.folder).free
-        if free - len(data) < self.cfg.min_free_mb * MB:
+        if (why := low_space(self.folder, len(data), self.cfg.min_free_mb)) is not None:
             self.metrics.snapshot_errors.labels("low_space").inc()
-            raise OSError(f"snapshot {path} not written: {free / MB:.2f} MB free on its filesystem, "
-                          f"alerts.min_free_mb is {self.cfg.min_free_mb}")
+            raise OSError(f"snapshot {path} not written: {why}")
         try:
             write_atomic(path, data)
             if path.read_bytes() != data:
@@ -89,9 +128,7 @@ class SnapshotWriter:
         except OSError as exc:
             self.metrics.snapshot_errors.labels("write").inc()
             raise OSError(f"snapshot {path} not saved: {exc.strerror or exc}") from None
-        self._kept.append((os.stat(path).st_mtime, path, len(data)))
-        self._bytes += len(data)
-        self._prune()
+        self.retention.add(path, len(data))
         return path
 
 

@@ -26,8 +26,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   rich_markup_mode=None,
                   help="Watch a camera with an exported adversary-detector ONNX model and raise alerts.")
 
-MODEL = typer.Option(..., "--model", metavar="FILE",
-                     help="Exported .onnx model; MODEL.onnx.manifest.json must lie next to it.")
+MODEL = typer.Option(None, "--model", metavar="FILE",
+                     help="Exported .onnx model; MODEL.onnx.manifest.json must lie next to it. Default: the "
+                          "installed model, the config's model.path (/usr/share/adversary-detector/model.onnx).")
 CAMERA = typer.Option(None, "--camera", metavar="[NAME=]INDEX",
                       help="Camera index (/dev/videoINDEX), live; e.g. --camera front=0. Repeatable: one process "
                            "watches every camera given. Named camera<INDEX> without NAME=.")
@@ -53,6 +54,17 @@ def _load(config: Optional[Path], overrides: Optional[list[str]]) -> AgentConfig
         _fail(str(exc))
 
 
+def _model(model: Optional[Path], cfg: AgentConfig) -> Path:
+    """--model, else the installed model (model.path); one error line when there is none."""
+    if model is not None:
+        return model
+    if not cfg.model.path.is_file():
+        _fail(f"no model given and none installed at {cfg.model.path} (model.path): give one with "
+              "--model FILE, install it there (configs/adversary-detector-agent.service shows how) "
+              "or set model.path in the config")
+    return cfg.model.path
+
+
 @app.command()
 def watch(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Optional[list[str]] = SOURCE,
           config: Optional[Path] = CONFIG, set_: Optional[list[str]] = SET,
@@ -67,6 +79,7 @@ def watch(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Opt
     from agent.watch import Watch  # after config errors, so `--help` and bad configs stay fast
 
     cfg = _load(config, set_)
+    model = _model(model, cfg)
     setup_logging(cfg.logging.level)
     stop = threading.Event()
 
@@ -115,6 +128,7 @@ def check(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Opt
     from agent.watch import agent_name  # the broker is checked with the client id watch would use
 
     cfg = _load(config, set_)
+    model = _model(model, cfg)
     setup_logging("WARNING")
     try:
         info = verify_model(model, cfg.model.sha256, cfg.model.public_key)
@@ -159,7 +173,9 @@ def check(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Opt
     lines += [
         f"alerts:    p_adv > {threshold:.4f} ({'config' if a.threshold is not None else 'model metadata'}) "
         f"in {a.k} of {a.n} frames, clear after {a.clear_after} below, cooldown {a.cooldown_frames} frames; "
-        f"snapshots in {a.snapshot_dir}",
+        f"snapshots in {a.snapshot_dir}; "
+        + (f"evidence ({a.evidence.pre_frames} frames before, {a.evidence.post_frames} after, lossless PNG) in "
+           f"{a.evidence.dir}" if a.evidence.enabled else "no evidence (alerts.evidence.enabled is false)"),
         "familiarity: " + (f"frames scoring above {info.familiarity_threshold:.4g} raise scene_unfamiliar "
                            "instead of being judged" if info.familiarity_threshold is not None
                            else "none in this model (every frame is judged)"),
@@ -167,6 +183,40 @@ def check(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Opt
         f"metrics:   " + (f"http://{cfg.metrics.address}:{cfg.metrics.port}/metrics" if cfg.metrics.port else "off"),
     ] + ([f"mqtt:      {broker}"] if broker else [])
     typer.echo("\n".join(lines))
+
+
+@app.command()
+def replay(evidence: Path = typer.Argument(..., metavar="EVIDENCE_DIR",
+                                           help="An alert's evidence folder (the `evidence.path` of its alert)."),
+           model: Optional[Path] = typer.Option(None, "--model", metavar="FILE",
+                                                help="Model to score with (default: the one the manifest names); "
+                                                     "its sha256 must be the recorded one."),
+           config: Optional[Path] = CONFIG, set_: Optional[list[str]] = SET) -> None:
+    """Re-score every frame of an alert's evidence through ONNX Runtime: sha256 of each frame, p_adv
+    recorded vs replayed. Exit 0 when all match within 1e-5; otherwise one error line and exit 2."""
+    from agent.replay import TOLERANCE, replay as run_replay
+
+    cfg = _load(config, set_)
+    setup_logging("WARNING")
+    try:
+        manifest, manifest_sha, frames = run_replay(evidence, model, cfg.inference)
+    except UserError as exc:
+        _fail(str(exc))
+    alert = manifest["alert"]
+    lines = [f"evidence: {evidence} (manifest sha256 {manifest_sha})",
+             f"alert:    {manifest['camera']} frame {alert['frame_index']} at {alert['time']}, p_adv {alert['p_adv']} "
+             f"> {alert['threshold']}, predicted {alert['predicted_class']}",
+             f"model:    {manifest['model']['path']} sha256 {manifest['model']['sha256']}",
+             "   frame   p_adv recorded   p_adv replayed   |diff|"]
+    lines += [f"{f.index:8d}   {f.recorded:14.8f}   {f.replayed:14.8f}   {abs(f.replayed - f.recorded):.1e}"
+              + ("" if f.matches else "  MISMATCH") for f in frames]
+    typer.echo("\n".join(lines))
+    bad = [f.index for f in frames if not f.matches]
+    if bad:
+        _fail(f"{len(bad)} of {len(frames)} frames do not replay to their recorded p_adv within {TOLERANCE:g} "
+              f"(frames {bad[:10]})")
+    typer.echo(f"all {len(frames)} frames replay to their recorded p_adv within {TOLERANCE:g}; every frame's "
+               "sha256 matches")
 
 
 def main() -> None:

@@ -18,7 +18,11 @@ The protocol (override what you need; the defaults do nothing):
 - `on_event(event)`: every event, a JSON-serialisable dict with `event` (alert, evidence,
   camera_degraded, camera_recovered, scene_unfamiliar, scene_familiar), `id`, `time`, `camera`.
   An alert comes before the `on_frame` of the frame that raised it.
-- `close()`: once, after the last frame and event; flush and release.
+- `close()`: once, after the last frame and event; flush and release. Observers are closed in
+  order (by module name), and events posted while one closes still reach those not yet closed.
+
+An observer's own thread must not call other observers: it hands an event to `ctx.post`, and
+the watch loop emits it (annotate, on_event) on its thread after the current batch.
 
 One new sink or observer is one new module in `agent/sinks/` that defines
 `build(ctx: Context) -> Observer | None` (None: its config says off) plus its config field
@@ -31,8 +35,9 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
+import queue
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -73,6 +78,7 @@ class Context:
     model: "ModelInfo"
     threshold: float
     cameras: tuple[str, ...]
+    post: Callable[[dict], None]  # thread-safe: emit this event from the watch loop's thread
 
 
 class Observer:
@@ -111,6 +117,7 @@ class Observers:
         self.observers = list(observers)
         self.metrics = metrics or Metrics()
         self._failing: set[int] = set()  # observers whose on_frame failed (logged once each)
+        self._posted: queue.SimpleQueue[dict] = queue.SimpleQueue()
 
     def add(self, observer: Observer) -> None:
         """Observe from now on."""
@@ -135,19 +142,30 @@ class Observers:
                              quiet=id(observer) in self._failing)
                 self._failing.add(id(observer))
 
-    def emit(self, event: dict) -> None:
-        """`annotate`, then `on_event`, of every observer."""
+    def emit(self, event: dict, to: list[Observer] | None = None) -> None:
+        """`annotate`, then `on_event`, of every observer (or of those in `to`)."""
         for stage in ("annotate", "on_event"):
-            for observer in self.observers:
+            for observer in self.observers if to is None else to:
                 try:
                     getattr(observer, stage)(event)
                 except Exception as exc:
                     self._failed(observer, f"{event.get('event')} {event.get('id')}", exc)
 
+    def post(self, event: dict) -> None:
+        """Queue `event` for `drain` (from any thread)."""
+        self._posted.put(event)
+
+    def drain(self, to: list[Observer] | None = None) -> None:
+        """Emit the events posted so far (on the watch loop's thread)."""
+        while not self._posted.empty():
+            self.emit(self._posted.get(), to)
+
     def close(self) -> None:
-        """Close every observer, in order."""
-        for observer in self.observers:
+        """Close every observer, in order; what one posts while closing goes to the rest."""
+        self.drain()
+        for i, observer in enumerate(self.observers):
             try:
                 observer.close()
             except Exception:
                 log.exception("closing %s failed", type(observer).__name__)
+            self.drain(self.observers[i + 1:])

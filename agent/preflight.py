@@ -26,6 +26,8 @@ def _writable(what: str, folder: Path, file: Path | None = None) -> None:
 def check_outputs(cfg: AgentConfig) -> None:
     """Every file `watch` writes can be written (creating only folders, no output files)."""
     _writable("alerts.snapshot_dir", Path(cfg.alerts.snapshot_dir))
+    if cfg.alerts.evidence.enabled:
+        _writable("alerts.evidence.dir", Path(cfg.alerts.evidence.dir))
     if cfg.sinks.jsonl is not None:
         _writable("sinks.jsonl", Path(cfg.sinks.jsonl).parent, Path(cfg.sinks.jsonl))
     mqtt = cfg.sinks.mqtt

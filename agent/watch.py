@@ -170,10 +170,14 @@ class Watch:
         for c in self.cameras:
             self.metrics.info.labels(c.name, self.info.sha256).set(1)
             self.metrics.degraded.labels(c.name).set(0)
+            # Every per-camera series exists from the start, at 0: a scrape never misses one that has not moved yet.
+            self.metrics.frames.labels(c.name)
+            self.metrics.alerts.labels(c.name)
+            self.metrics.frame_latency_ms.labels(c.name)
         self.observers = Observers([], self.metrics)
         self._resources.callback(self.observers.close)
         context = Context(cfg, agent_name(cfg, cameras), self.metrics, self.info, self.threshold,
-                          tuple(c.name for c in self.cameras))
+                          tuple(c.name for c in self.cameras), self.observers.post)
         for observer in build_observers(context) + self._extra:
             self.observers.add(observer)  # one by one: those built before a failing one are still closed
         self.snapshots = SnapshotWriter(cfg.alerts, self.metrics)
@@ -228,6 +232,7 @@ class Watch:
                     batch = batch[:max_frames - summary.frames]
                 if batch:
                     self._process(batch)
+                self.observers.drain()
                 self._sync_cameras()
                 self._maybe_report()
                 if max_frames is not None and summary.frames >= max_frames:
@@ -337,9 +342,10 @@ class Watch:
                            class_names=self.info.class_names, model_sha256=self.info.sha256, snapshot=snapshot)
         log.warning("ALERT %s frame %d p_adv=%.3f (threshold %.3f) predicted %s", camera.name, frame.index,
                     p_adv, self.threshold, event["predicted_class"])
-        self.observers.emit(event)
+        # Counted first: whoever sees the alert (stdout, MQTT) and then scrapes /metrics finds it counted.
         camera.stats.alerts += 1
         self.metrics.alerts.labels(camera.name).inc()
+        self.observers.emit(event)
         return over
 
     def _sync_cameras(self) -> None:

@@ -49,7 +49,9 @@ def write_config(path: Path, tmp: Path, **sections) -> Path:
     cfg = {
         "capture": {"open_timeout_s": 5, "read_timeout_s": 2, "reconnect_initial_s": 0.05, "reconnect_max_s": 0.2},
         "inference": {"warmup_runs": 1, "intra_op_threads": 1, "batch_size": 4},
-        "alerts": {"k": 1, "n": 1, "clear_after": 1, "cooldown_frames": 0, "snapshot_dir": str(tmp / "snapshots")},
+        # Evidence off unless a test turns it on: its `evidence` events would join every event count.
+        "alerts": {"k": 1, "n": 1, "clear_after": 1, "cooldown_frames": 0, "snapshot_dir": str(tmp / "snapshots"),
+                   "evidence": {"enabled": False, "dir": str(tmp / "evidence")}},
         "sinks": {"stdout": False, "jsonl": str(tmp / "alerts.jsonl")},
         "metrics": {"port": 0},
         "logging": {"stats_interval_s": 0.5},
