@@ -21,15 +21,15 @@ agent check --model "$RUN/model.onnx" --source "$RUN/stream/frames/%05d.png" --c
   --set alerts.snapshot_dir="$RUN/alerts/snapshots" --set sinks.jsonl="$RUN/alerts/alerts.jsonl" | tee "$RUN/check.log"
 agent watch --model "$RUN/model.onnx" --source "$RUN/stream/frames/%05d.png" --labels "$RUN/stream/labels.json" \
   --config configs/agent.yaml --set metrics.port=0 --set logging.level=WARNING \
-  --set alerts.snapshot_dir="$RUN/alerts/snapshots" --set sinks.jsonl="$RUN/alerts/alerts.jsonl" 2>&1 \
-  | tee "$RUN/stream/watch.log"
+  --set alerts.snapshot_dir="$RUN/alerts/snapshots" --set sinks.jsonl="$RUN/alerts/alerts.jsonl" \
+  --set alerts.evidence.dir="$RUN/alerts/evidence" 2>&1 | tee "$RUN/stream/watch.log"
 
 # One video through `agent watch` to its end; prints frames, alerts raised and the share called unfamiliar.
 footage() {
   local log="$RUN/footage/$(basename "$1").log" rc=0
   agent watch --model "$RUN/model.onnx" --source "$1" --config configs/agent.yaml --set metrics.port=0 \
     --set logging.level=WARNING --set sinks.stdout=false --set alerts.snapshot_dir="$RUN/footage/snapshots" \
-    --set sinks.jsonl="$RUN/footage/alerts.jsonl" 2> "$log" || rc=$?
+    --set alerts.evidence.dir="$RUN/footage/evidence" --set sinks.jsonl="$RUN/footage/alerts.jsonl" 2> "$log" || rc=$?
   # Exit 1 with INCOMPLETE: the file ended before the frames it declares, which the line says.
   if [ "$rc" -ne 0 ] && ! grep -q '^INCOMPLETE: ' "$log"; then cat "$log" >&2; return "$rc"; fi
   echo "footage $(basename "$1"): $(sed -nE -e 's/^summary: ([0-9]+) frames.*, ([0-9]+) alert\(s\),.*/\1 frames, \2 alert(s)/p' \
@@ -53,4 +53,28 @@ echo "== recap"
 sed -n 's/^robustness: /audit of the shipped detector: /p' "$RUN/check.log"
 grep 'silent misclassifications' "$RUN/stream/watch.log" || echo "silent misclassifications: not counted (labels.json has no classes)"
 printf '%s\n' "${footage_lines[@]}"
+# The first alert of this run (stream, then footage) whose evidence was written: its `evidence` event
+# names the folder and the manifest's sha256; `agent replay` re-scores every frame of it.
+evidence=$(python3 - "$start" "$RUN/alerts/alerts.jsonl" "$RUN/footage/alerts.jsonl" <<'PY'
+import json, sys
+from datetime import datetime
+start = float(sys.argv[1])
+for path in sys.argv[2:]:
+    try:
+        events = [json.loads(line) for line in open(path)]
+    except OSError:
+        continue
+    for e in events:  # the alert logs are appended to across runs: only this run's alerts count
+        if e["event"] == "evidence" and e["evidence"]["sha256"] and \
+                datetime.fromisoformat(e["time"].replace("Z", "+00:00")).timestamp() >= start:
+            print(e["evidence"]["path"])
+            sys.exit()
+PY
+)
+if [ -n "$evidence" ]; then
+  echo "evidence of the first alert: agent replay $evidence"
+  agent replay "$evidence"
+else
+  echo "evidence: no alert carried evidence (no alert of this run had its frames written)"
+fi
 echo "== main job done in $(( $(date +%s) - start )) s; outputs in $RUN/"
