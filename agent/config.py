@@ -214,9 +214,11 @@ class McapConfig(Schema):
     # Rotation: once a file passes this size it is closed and the next number is started.
     max_mb: float = Field(1024.0, gt=0)
     # Every Nth scored frame of each camera is recorded as an image (scores are recorded for all).
-    every_n: int = Field(1, ge=1)
+    # The defaults record 5 fps of a 25 fps camera at half size: on 8 cameras and 2 cores that cost
+    # no frame rate, while every frame at full size cost 12% of it (docs/RESULTS.md, issue 25 item 4).
+    every_n: int = Field(5, ge=1)
     # Recorded images are downscaled by this factor (area interpolation); 1: full resolution.
-    scale: float = Field(1.0, gt=0, le=1)
+    scale: float = Field(0.5, gt=0, le=1)
 
 
 class SinkConfig(Schema):

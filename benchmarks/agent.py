@@ -24,6 +24,13 @@ measure the provider. Per provider, one after the other:
 
     python benchmarks/agent.py --model runs/demo/model.onnx [--cameras 8] [--seconds 60] [--soak-seconds 300]
     python benchmarks/agent.py --model runs/demo/model.onnx --providers cpu cuda [--seconds 20] [--stream DIR]
+
+With --mcap EVERY_N:SCALE ... it measures the cost of MCAP recording (`sinks.mcap`) instead: the N RTSP
+cameras in one in-process `Watch` without recording and with each given `every_n` and `scale`, the
+variants alternating for --rounds rounds of --seconds each, so that drift on the machine falls on all
+of them alike: scored frames/s per camera, end-to-end p50/p99, CPU time, and what was recorded.
+
+    python benchmarks/agent.py --model runs/demo/model.onnx --mcap 5:0.5 1:1 [--seconds 30] [--rounds 2]
 """
 from __future__ import annotations
 
@@ -34,6 +41,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,7 +63,7 @@ sys.path.insert(0, str(ROOT / "tests" / "agent"))
 from agent.cameras import resolve  # noqa: E402
 from agent.config import load_agent_config  # noqa: E402
 from agent.model import Detector, gpu_name, verify_model  # noqa: E402
-from agent.timings import STAGES  # noqa: E402
+from agent.timings import STAGES, LatencyHistogram  # noqa: E402
 from agent.watch import Watch  # noqa: E402
 from conftest import free_port  # noqa: E402
 from rtsp import RtspServer, encode, footage, missing  # noqa: E402
@@ -132,6 +140,75 @@ def soak(model: Path, urls: dict[str, str], seconds: float, work: Path) -> dict:
         if sample.name.endswith("_total"):
             reasons[sample.labels["reason"]] = reasons.get(sample.labels["reason"], 0) + int(sample.value)
     return {"summary": summary, "rss": samples, "reasons": reasons}
+
+
+def side_by_side(model: Path, urls: dict[str, str], variants: dict[str, list[str]], seconds: float, rounds: int,
+                 work: Path, after=None) -> dict[str, dict]:
+    """Each variant (config overrides) as the N cameras in one in-process Watch for `seconds`, the variants
+    alternating for `rounds` rounds. Per variant: frames taken and scored, run seconds, CPU seconds of the
+    process (decoders, inference, observers' threads), dropped frames, stage histograms over all rounds,
+    and `after(name, watch)` of each round."""
+    out = {name: {"frames": 0, "scored": 0, "seconds": 0.0, "cpu": 0.0, "dropped": 0, "after": [],
+                  "timings": {stage: LatencyHistogram() for stage in STAGES}} for name in variants}
+    for _ in range(rounds):
+        for name, extra in variants.items():
+            cfg = load_agent_config(None, overrides(work, "side") + extra)
+            watch = Watch(cfg, model, resolve(cfg, sources=[f"{n}={u}" for n, u in urls.items()]), record=True)
+            threading.Timer(seconds, watch.stop.set).start()
+            cpu = time.process_time()
+            summary = watch.run()
+            r = out[name]
+            r["cpu"] += time.process_time() - cpu
+            r["frames"] += summary.frames
+            r["scored"] += sum(c.scored for c in summary.cameras.values())
+            r["seconds"] += summary.seconds
+            r["dropped"] += summary.dropped
+            for stage, h in summary.timings_ms.items():
+                r["timings"][stage].counts += h.counts
+                r["timings"][stage].count += h.count
+            if after is not None:
+                r["after"].append(after(name, watch))
+    return out
+
+
+def mcap_cost(model: Path, urls: dict[str, str], settings: list[str], seconds: float, rounds: int, work: Path) -> None:
+    """Print the cost of `sinks.mcap` at each EVERY_N:SCALE setting next to no recording."""
+    folder = work / "mcap"
+    variants = {"no recording": []}
+    for setting in settings:
+        every_n, scale = setting.split(":")
+        variants[f"MCAP every {every_n}, scale {scale}"] = [
+            f"sinks.mcap.path={folder / 'rec.mcap'}", f"sinks.mcap.every_n={every_n}", f"sinks.mcap.scale={scale}"]
+
+    def after(name: str, watch: Watch) -> dict:
+        def counts(counter) -> dict[str, float]:
+            return {s.labels[next(iter(s.labels))]: s.value for s in counter.collect()[0].samples
+                    if s.name.endswith("_total")}
+        recorded = {"written": counts(watch.metrics.mcap_written), "lost": counts(watch.metrics.mcap_errors),
+                    "bytes": sum(p.stat().st_size for p in folder.glob("*.mcap")) if folder.exists() else 0}
+        shutil.rmtree(folder, ignore_errors=True)  # each round starts on an empty folder, and the disk keeps room
+        folder.mkdir(parents=True)
+        return recorded
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    result = side_by_side(model, urls, variants, seconds, rounds, work, after)
+    n = len(urls)
+    print(f"\nMCAP cost: {n} cameras, {rounds} round(s) of {seconds:g} s per variant, variants alternating")
+    print(f"   {'variant':<28} {'scored fps/camera':>17} {'e2e p50 ms':>10} {'e2e p99 ms':>10} "
+          f"{'CPU ms/frame':>12} {'dropped/s':>9} {'MCAP MB/s':>9} {'images/s':>8} {'scores/s':>8}  lost")
+    for name, r in result.items():
+        t = r["timings"]["end_to_end"]
+        written = {k: sum(a["written"].get(k, 0) for a in r["after"]) for k in ("image", "score")}
+        lost = {}
+        for a in r["after"]:
+            for reason, v in a["lost"].items():
+                lost[reason] = lost.get(reason, 0) + int(v)
+        mb = sum(a["bytes"] for a in r["after"]) / (1 << 20)
+        print(f"   {name:<28} {r['scored'] / r['seconds'] / n:17.2f} {t.percentile(50):10.1f} {t.percentile(99):10.1f} "
+              f"{r['cpu'] / max(r['frames'], 1) * 1e3:12.2f} {r['dropped'] / r['seconds']:9.1f} "
+              f"{mb / r['seconds']:9.2f} {written['image'] / r['seconds']:8.1f} {written['score'] / r['seconds']:8.1f}  "
+              f"{lost or '-'}")
 
 
 def reconnects(model: Path, clip: Path, times: int, work: Path) -> list[tuple[float, float]]:
@@ -296,6 +373,9 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=200, help="with --providers: calls per provider and batch size")
     parser.add_argument("--stream", type=Path, default=ROOT / "runs" / "demo" / "stream",
                         help="with --providers: the demo stream for the parity check")
+    parser.add_argument("--mcap", nargs="+", metavar="EVERY_N:SCALE",
+                        help="measure MCAP recording at these sinks.mcap settings against none instead")
+    parser.add_argument("--rounds", type=int, default=2, help="with --mcap: rounds of --seconds per variant")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     if args.providers:
@@ -327,6 +407,12 @@ def main() -> None:
     server = RtspServer(free_port(), {f"cam{i}": clips[i % len(clips)] for i in range(args.cameras)})
     server.start()
     urls = {name: server.url(name) for name in server.mounts}
+    if args.mcap:
+        try:
+            mcap_cost(args.model, urls, args.mcap, args.seconds, args.rounds, args.work)
+        finally:
+            server.stop()
+        return
     try:
         one = run_agents(args.model, [[f"{n}={u}" for n, u in urls.items()]], args.seconds, args.work)
         many = run_agents(args.model, [[f"{n}={u}"] for n, u in urls.items()], args.seconds, args.work)

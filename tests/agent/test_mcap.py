@@ -144,7 +144,7 @@ def test_recording_reads_back_with_channels_counts_and_timestamps(tmp_path):
 
 
 def test_files_rotate_past_max_mb_and_a_restart_numbers_on(tmp_path):
-    rec = sink(tmp_path, max_mb=0.05)  # a 48x64 frame is ~12 kB in base64: a few per file
+    rec = sink(tmp_path, max_mb=0.05, every_n=1, scale=1)  # a 48x64 frame is ~12 kB in base64: a few per file
     n = 40
     for i in range(n):
         rec.on_frame(scored("cam", i, frame_image(i), T0 + i))
@@ -160,7 +160,7 @@ def test_files_rotate_past_max_mb_and_a_restart_numbers_on(tmp_path):
         assert path.stat().st_size < 0.05 * (1 << 20) * 1.5
     assert indices == list(range(n))
 
-    again = sink(tmp_path, max_mb=0.05)
+    again = sink(tmp_path)
     again.close()
     assert again.files == [tmp_path / f"rec-{len(rec.files) + 1:06d}.mcap"]
 
@@ -201,7 +201,7 @@ def test_full_disk_counts_errors_and_keeps_complete_chunks(mount):
     disk = mount("mcap", "256k")
     metrics = Metrics()
     # max_mb sets chunks of 32 kB, so some complete ones fit on the disk before it is full.
-    rec = McapSink(McapConfig(path=disk / "rec.mcap", max_mb=0.25), metrics, CLASSES, threshold=0.5)
+    rec = McapSink(McapConfig(path=disk / "rec.mcap", max_mb=0.25, every_n=1, scale=1), metrics, CLASSES, 0.5)
     n = 200  # 200 x ~49 kB of base64 frames: far more than the disk holds
     for i in range(n):
         rec.on_frame(scored("cam", i, frame_image(i, 96, 128), T0 + i))
@@ -233,7 +233,8 @@ def test_killed_agent_leaves_a_file_readable_to_its_last_chunk(model_path, tmp_p
     # A video file forced to live mode loops forever: only a signal ends the agent.
     video = write_video(tmp_path / "v.avi", make_frames(20, adversarial=[5, 6, 7]))
     cfg = write_config(tmp_path / "a.yaml", tmp_path, capture={"mode": "live"},
-                       sinks={"stdout": False, "jsonl": None, "mcap": {"path": str(tmp_path / "rec.mcap"), "max_mb": 64}})
+                       sinks={"stdout": False, "jsonl": None, "mcap": {"path": str(tmp_path / "rec.mcap"), "max_mb": 64,
+                                                                   "every_n": 1, "scale": 1}})
     # In tmp_path: outputs with relative default paths stay out of the checkout.
     proc = subprocess.Popen([sys.executable, "-m", "agent", "watch", "--model", str(model_path), "--source",
                              f"front={video}", "--config", str(cfg)], stdout=subprocess.DEVNULL,
