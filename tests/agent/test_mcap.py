@@ -17,7 +17,7 @@ import pytest
 from mcap.exceptions import EndOfFile
 from mcap.reader import make_reader
 from mcap.records import Channel, Chunk, Message, Schema
-from mcap.stream_reader import StreamReader
+from mcap.stream_reader import StreamReader, breakup_chunk
 
 from agent.config import McapConfig
 from agent.errors import AgentError
@@ -36,6 +36,21 @@ CLASSES = ["a", "b", "c"]
 T0 = 1_700_000_000.0
 
 
+class WholeReads:
+    """A file whose short read (only at its end) is `EndOfFile`: mcap's reader parses a record cut by
+    the end of the file from what is there, and fails later with an error of any kind (a short
+    struct, a bad CRC); this way a torn record, and only that, ends the reading."""
+
+    def __init__(self, f) -> None:
+        self.f = f
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        if 0 < n != len(data):
+            raise EndOfFile()
+        return data
+
+
 def read_stream(path) -> tuple[dict[str, Schema], list[tuple[str, Message]], bool]:
     """Every message of an MCAP file in file order, as a reader without seeking sees it: (schema per
     topic, [(topic, message)], whether the file ended cleanly). A file cut short by a crash yields the
@@ -44,7 +59,7 @@ def read_stream(path) -> tuple[dict[str, Schema], list[tuple[str, Message]], boo
     complete = False
     with open(path, "rb") as f:
         try:
-            for record in StreamReader(f, validate_crcs=True).records:
+            for record in StreamReader(WholeReads(f), validate_crcs=True).records:
                 if isinstance(record, Schema):
                     schemas[record.id] = record
                 elif isinstance(record, Channel):
@@ -217,12 +232,34 @@ def test_full_disk_counts_errors_and_keeps_complete_chunks(mount):
     assert len(messages) <= written
 
 
+def test_a_file_cut_anywhere_reads_to_its_last_whole_chunk(tmp_path):
+    rec = sink(tmp_path, max_mb=0.4, every_n=1, scale=1)  # 50 kB chunks: a few frames each
+    for i in range(30):
+        rec.on_frame(scored("cam", i, frame_image(i), T0 + i))
+    rec.close()
+    data = rec.files[0].read_bytes()
+    ends, messages = [], 0  # (offset just after each chunk, messages in it and the chunks before)
+    with open(rec.files[0], "rb") as f:
+        for record in StreamReader(f, emit_chunks=True).records:
+            if isinstance(record, Chunk):
+                messages += sum(isinstance(r, Message) for r in breakup_chunk(record))
+                ends.append((f.tell(), messages))
+    assert len(ends) >= 4 and messages == 60
+    cut_file = tmp_path / "cut.mcap"
+    for cut in np.linspace(0, len(data) - 1, 60).astype(int):  # into headers, chunks, indexes and the summary
+        cut_file.write_bytes(data[:cut])
+        _, read, complete = read_stream(cut_file)
+        assert not complete
+        # Every message of the chunks before the cut, none of the one it tore.
+        assert len(read) == max((n for end, n in ends if end <= cut), default=0), cut
+
+
 def complete_chunks(path) -> int:
     """Chunks of a file being written that are there whole."""
     count = 0
     try:
         with open(path, "rb") as f:
-            for record in StreamReader(f, emit_chunks=True).records:
+            for record in StreamReader(WholeReads(f), emit_chunks=True).records:
                 count += isinstance(record, Chunk)
     except (EndOfFile, FileNotFoundError):
         pass
