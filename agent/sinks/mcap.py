@@ -11,14 +11,13 @@ Per camera NAME the file holds four topics, JSON-encoded with JSON schemas:
 Log and publish times are the frame's capture time (events: their `time`), in ns since the epoch.
 
 An observer of the watch loop (`agent.observers`): `on_frame` and `emit` only queue; a writer
-thread downscales, serialises and writes, so a slow disk
-costs recorded messages (counted in `agent_mcap_errors{reason="full"}`), never scoring. The
-queue is bounded in bytes and messages.
+thread downscales, serialises and writes, so a slow disk costs recorded messages (counted in
+`agent_mcap_errors{reason="full"}`), never scoring. The queue is bounded in bytes and messages.
 
-A killed agent leaves a file readable up to its last complete chunk: chunks are closed by this
-module (at CHUNK_BYTES or after CHUNK_S) and handed to the kernel whole, so SIGKILL, which keeps
-the page cache, loses at most the chunk in progress and the queue. A chunk is not fsynced (that
-costs a disk flush per chunk); a file is when it is closed.
+A killed agent leaves a file readable up to its last complete chunk: this module ends each chunk
+(at CHUNK_BYTES or after CHUNK_S) and writes it out at once, so SIGKILL, which keeps the page
+cache, loses at most the chunk in progress (a torn record at the end, where readers stop) and the
+queue. A chunk is not fsynced (that costs a disk flush per chunk); a file is when it is closed.
 """
 from __future__ import annotations
 
@@ -37,7 +36,7 @@ import cv2
 import numpy as np
 from mcap.writer import CompressionType, Writer
 
-from agent.alerts import check_writable
+from agent.alerts import MB, check_writable
 from agent.config import McapConfig
 from agent.errors import AgentError
 from agent.metrics import Metrics
@@ -46,7 +45,6 @@ from agent.sinks import Sink
 
 log = logging.getLogger(__name__)
 
-MB = 1 << 20
 # Small enough that a kill loses little and Foxglove seeks finely, large enough that LZ4 has
 # context and per-chunk indexes stay a small share of the file.
 CHUNK_BYTES = 1 * MB
@@ -159,6 +157,8 @@ class _File:
         self.path = path
         # O_EXCL: a file of another recording (or agent) is never overwritten.
         self.stream = open(path, "xb")
+        # The writer never ends a chunk by itself: `end_chunk` does, by size or age, and writes it out.
+        # LZ4: under half the CPU of zstd (level 3) on a 768x576 frame, 2.4 vs 5.7 ms; every MCAP reader takes both.
         self.writer = Writer(self.stream, chunk_size=1 << 62, compression=CompressionType.LZ4)
         self.writer.start(profile="", library="adversary-detector agent")
         self.schemas = {topic: self.writer.register_schema(schema["title"], "jsonschema",
