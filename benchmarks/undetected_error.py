@@ -24,7 +24,7 @@ from common.config import load_config  # noqa: E402
 from trainer.attacks import AttackSpec, run_attack  # noqa: E402
 from trainer.config import Config  # noqa: E402
 from trainer.data import load_dataset  # noqa: E402
-from trainer.detect.evaluate import wilson_interval  # noqa: E402
+from common.stats import wilson_interval  # noqa: E402
 from trainer.models.build import load_detected_classifier  # noqa: E402
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 
 KEY = "robustness"
-FIELDS = ("eps", "norm", "images", "attacks", "worst_case_undetected", "clean_fpr", "benign_fpr_max", "calibration")
+FIELDS = ("eps", "norm", "images", "attacks", "worst_case_undetected", "worst_case_undetected_upper", "clean_fpr",
+          "benign_fpr_max", "benign_fpr_max_severe", "calibration")
 
 
 def describe(meta: dict[str, str]) -> str:
@@ -23,9 +24,12 @@ def describe(meta: dict[str, str]) -> str:
 
 def line(r: dict) -> str:
     """One line from an audit summary (the dict stored under KEY)."""
-    text = (f"worst-case undetected error {_pct(r['worst_case_undetected'])} at {r['norm']} eps {r['eps']:g} "
+    upper = r.get("worst_case_undetected_upper")
+    text = (f"worst-case undetected error {_pct(r['worst_case_undetected'])}"
+            + (f" (95% upper bound {_pct(upper)})" if upper is not None else "") + f" at {r['norm']} eps {r['eps']:g} "
             f"({r['images']} images, {len(r['attacks'])} attacks: {', '.join(r['attacks'])}); "
-            f"clean FPR {_pct(r['clean_fpr'])}, worst benign-corruption FPR {_pct(r['benign_fpr_max'])}")
+            f"clean FPR {_pct(r['clean_fpr'])}, worst benign-corruption FPR {_pct(r['benign_fpr_max'])}"
+            + (f" at severity 1-2, {_pct(r['benign_fpr_max_severe'])} at 3" if "benign_fpr_max_severe" in r else ""))
     text += f"; threshold set on {r.get('calibration', 'clean')} validation images"
     return text + (f"; patch {_pct(r['patch_undetected'])}" if r.get("patch_undetected") is not None else "")
 

@@ -12,8 +12,9 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from common.config import Schema
 from trainer.attacks import ATTACKS, AttackSpec
-from trainer.attacks.registry import accepted_parameters
-from trainer.audit.corruptions import CORRUPTIONS
+from trainer.attacks.registry import accepted_parameters, needs_detector
+from trainer.audit.corruptions import CORRUPTIONS, SEVERITIES
+from trainer.models.detector import ARCHS
 
 
 class DataConfig(Schema):
@@ -36,6 +37,11 @@ class ModelConfig(Schema):
     depth: Literal[8, 20, 32, 56] = 32
     weights: Optional[Path] = Field(None, description="vgg16: torchvision-layout state_dict to start from")
     class_indices: Optional[list[int]] = Field(None, description="vgg16: the logits to keep (Sec. 4.2's 10-class layer)")
+
+    @property
+    def attachment_points(self) -> int:
+        """How many attachment points AD(0)..AD(n-1) the classifier has (its `tap_channels`; a test holds the two equal)."""
+        return {"resnet": 5, "vgg16": 6}[self.arch]
 
 
 class AugmentConfig(Schema):
@@ -93,8 +99,19 @@ class DetectorTraining(Schema):
     eval_batch_size: PositiveInt = Field(500, description="images per batch when scoring or attacking")
     modify_prob: float = Field(0.5, ge=0, le=1, description="dynamic mode: probability that the adversary modifies an image (Sec. 3.3: 0.5)")
     sigma_range: tuple[float, float] = Field((0.0, 1.0), description="dynamic mode: each modified image's sigma is drawn uniformly from this range (Sec. 3.3: [0, 1])")
-    arch: Literal["fig1", "imagenet"] = Field("fig1", description="detector network: fig1 = Fig. 1's conv96-conv192-conv192 "
-                                              "(pooling by attachment point); imagenet = Sec. 4.2's five conv196 with one max-pool")
+    arch: str = Field("fig1", description="detector network (trainer/models/detector.py ARCHS): fig1 = Fig. 1's "
+                      "conv96-conv192-conv192 (pooling by attachment point); imagenet = Sec. 4.2's five conv196 with one "
+                      "max-pool; frame = a plain five-conv CNN made for AD(0), the frame itself")
+    lr_schedule: Literal["constant", "onecycle"] = Field("constant", description="constant: `lr` throughout (the paper); "
+                                                         "onecycle: warm up to `lr` and anneal to ~0 over all epochs, per "
+                                                         "batch (Smith & Topor 2019), which ends short runs at a settled model")
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, arch: str) -> str:
+        if arch not in ARCHS:
+            raise ValueError(f"unknown detector arch {arch!r}; known: {', '.join(ARCHS)}")
+        return arch
 
     @model_validator(mode="after")
     def _check_sigma(self):
@@ -133,6 +150,21 @@ class DetectorSpec(DetectorTraining):
                                  "as negatives: every epoch a share `negative_share` of the clean images is replaced by a "
                                  "copy under one of them at a random severity; [] = clean images only (the paper)")
     negative_share: float = Field(0.5, ge=0, le=1, description="fraction of negatives that are corrupted copies")
+    negative_severities: list[int] = Field([1, 2, 3], min_length=1, description="severities (1..3) the corrupted negatives "
+                                           "are drawn from, uniformly")
+    twins: Literal["all", "one"] = Field("all", description="static mode: all = every adversary (`adversary` and "
+                                         "`positives`) makes a twin of every training image, and each epoch draws one; "
+                                         "one = each image has a single twin, by one adversary drawn per image from the "
+                                         "seed: the cost of one attack over the set, so many more images for the same time")
+    select: Literal["detectability", "tpr"] = Field("detectability", description="the validation number whose best epoch "
+                                                    "is kept: detectability (the paper) or tpr, the mean over adversaries "
+                                                    "of the share of their validation twins flagged at the threshold "
+                                                    "calibrated as `calibration` says: what the deployed alarm does")
+
+    @field_validator("negative_severities")
+    @classmethod
+    def _known_negative_severities(cls, severities: list[int]) -> list[int]:
+        return known_severities(severities)
 
     @field_validator("negatives")
     @classmethod
@@ -141,7 +173,7 @@ class DetectorSpec(DetectorTraining):
 
     @model_validator(mode="after")
     def _check_mode(self):
-        if (self.mode != "static" or self.adversary.name in ("dynamic", "adaptive")) and self.mode != self.adversary.name:
+        if (self.mode != "static" or needs_detector(self.adversary.name)) and self.mode != self.adversary.name:
             raise ValueError(f"mode {self.mode} and adversary {self.adversary.name} do not fit: mode dynamic trains against "
                              "adversary `dynamic`, mode adaptive against `adaptive`, mode static against any other")
         if self.adversary.name == "dynamic" and "sigma" in self.adversary.params():
@@ -155,8 +187,9 @@ class DetectorSpec(DetectorTraining):
         if self.mode == "adaptive" and self.positives and (self.paper_adversary is None or self.paper_adversary.name == "dynamic"):
             raise ValueError("adaptive mode: positives widen a static paper_adversary; set one")
         for p in self.positives:
-            if p.name in ("dynamic", "adaptive"):
-                raise ValueError(f"positives are static adversaries, precomputed once; got {p.name}")
+            if needs_detector(p.name):
+                raise ValueError(f"positives are static adversaries, precomputed once before the detector exists; "
+                                 f"{p.name} attacks the detector")
         return self
 
     def _check_adaptive(self) -> None:
@@ -180,19 +213,36 @@ def known_corruptions(names: list[str]) -> list[str]:
     return names
 
 
+def known_severities(severities: list[int]) -> list[int]:
+    """`severities` (1-based, as reports name them) sorted and deduplicated if each is one the corruptions have, else a ValueError."""
+    for s in severities:
+        if not 1 <= s <= SEVERITIES:
+            raise ValueError(f"severity {s} is outside 1..{SEVERITIES}")
+    return sorted(set(severities))
+
+
 class CalibrationConfig(Schema):
     """The alert threshold shipped with the deployed detector, set on validation images (clean, or clean and corrupted)."""
 
     fpr: float = Field(0.01, gt=0, lt=1, description="false-alarm rate on the calibration images that `threshold` gives")
     corruptions: list[str] = Field([], description="benign corruptions (trainer/audit/corruptions.py) in the calibration set: "
-                                   "every validation image joins it clean and once more under one of these at a random "
-                                   "severity; [] = clean validation images only. The clean-only FPR is reported beside it")
+                                   "every validation image joins it clean and once under each of these at each of "
+                                   "`severities`; [] = clean validation images only. The clean-only FPR is reported beside it")
+
+    severities: list[int] = Field([1, 2], min_length=1, description="severities (1..3) of every corruption in the calibration "
+                                  "set: the conditions a camera meets on an ordinary day. The FPR at every severity, those "
+                                  "left out included, is reported beside the threshold")
+    report_fprs: list[float] = Field([0.01, 0.05], description="further false-positive rates to calibrate and report TPR at")
 
     @field_validator("corruptions")
     @classmethod
     def _known_corruptions(cls, names: list[str]) -> list[str]:
         return known_corruptions(names)
-    report_fprs: list[float] = Field([0.01, 0.05], description="further false-positive rates to calibrate and report TPR at")
+
+    @field_validator("severities")
+    @classmethod
+    def _known_severities(cls, severities: list[int]) -> list[int]:
+        return known_severities(severities)
 
 
 class AdversaryGrid(Schema):
@@ -210,7 +260,7 @@ class AdversaryGrid(Schema):
     @model_validator(mode="after")
     def _check_specs(self):
         for spec in self.specs():
-            if spec.name in ("dynamic", "adaptive"):
+            if needs_detector(spec.name):
                 raise ValueError(f"{spec.name} attacks a detector; Figs. 2-4 take static adversaries")
         return self
 
@@ -383,6 +433,10 @@ class Config(Schema):
 
     @model_validator(mode="after")
     def _check_detectors(self):
+        for d in self.detectors:
+            if d.point >= self.model.attachment_points:
+                raise ValueError(f"detector {d.name}: unknown attachment point {d.point}; the {self.model.arch} classifier "
+                                 f"has AD(0) (the frame) to AD({self.model.attachment_points - 1})")
         names = [d.name for d in self.detectors]
         if len(set(names)) != len(names):
             raise ValueError(f"detector names must be unique, got {names}")

@@ -2,6 +2,8 @@
 import json
 
 import pytest
+
+from common.stats import wilson_interval
 from detect.tiny_run import TRAIN, make_ctx
 
 from trainer.audit import runner
@@ -98,4 +100,8 @@ def test_robustness_summary_names_the_headline_eps(result):
     assert summary["worst_case_undetected"] == result["worst_case"][1]["undetected"]
     assert summary["attacks"] == ["adaptive", "deepfool_linf", "fast", "iterative_linf", "square_adaptive"]
     assert summary["patch_undetected"] == result["worst_case"][-1]["undetected"]  # the sticker, its own threat model
-    assert summary["benign_fpr_max"] == max(r["fpr"] for r in result["corruptions"][1:])
+    assert summary["benign_fpr_max"] == max(r["fpr"] for r in result["corruptions"] if r["severity"] in (1, 2))
+    assert summary["benign_fpr_max_severe"] == max(r["fpr"] for r in result["corruptions"] if r["severity"] == 3)
+    n = summary["images"]
+    assert summary["worst_case_undetected"] <= summary["worst_case_undetected_upper"] <= 1
+    assert summary["worst_case_undetected_upper"] == wilson_interval(round(summary["worst_case_undetected"] * n), n)[1]

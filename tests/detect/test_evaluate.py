@@ -3,7 +3,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainer.detect.evaluate import alert_rate, auroc, calibrate_threshold, detectability, roc, tpr_at_fpr, wilson_interval
+from common.stats import wilson_interval
+from trainer.detect.evaluate import alert_rate, auroc, calibrate_threshold, detectability, roc, tpr_at_fpr
 
 
 def test_roc_of_separable_and_of_identical_scores():

@@ -31,11 +31,15 @@ def test_an_audited_run_ships_its_worst_case(run_dir, tmp_path):
     path, report = export_onnx(audited_copy(run_dir, tmp_path), out=tmp_path / "m.onnx")
     meta = read(onnx.load(str(path)))
     shipped = json.loads(meta["robustness"])
+    upper = shipped.pop("worst_case_undetected_upper")
     assert shipped == {"eps": 4.0, "norm": "linf", "images": 40, "attacks": ["adaptive", "fast"],
-                       "worst_case_undetected": 0.35, "clean_fpr": 0.025, "benign_fpr_max": 0.6,
+                       "worst_case_undetected": 0.35, "clean_fpr": 0.025, "benign_fpr_max": 0.2,
+                       "benign_fpr_max_severe": 0.6,
                        "calibration": "clean"}  # an audit from before calibration sets were named: clean ones
+    assert abs(upper - 0.5049) < 1e-3  # Wilson's 95% upper bound of 14 in 40
     line = describe(meta)
-    assert "35.0%" in line and "linf eps 4" in line and "60.0%" in line and "set on clean validation" in line
+    assert "35.0% (95% upper bound 50.5%)" in line and "linf eps 4" in line
+    assert "20.0% at severity 1-2, 60.0% at 3" in line and "set on clean validation" in line
     assert f"robustness: {line}" in report
 
 

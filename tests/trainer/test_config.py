@@ -122,6 +122,14 @@ def test_adaptive_settings_are_rejected_in_other_modes():
     ("detectors=[{name: s, adversary: {name: iterative_linf, eps: 4}, negatives: [snow]}]", "unknown corruption 'snow'"),
     ("detectors=[{name: s, adversary: {name: iterative_linf, eps: 4}, positives: [{name: dynamic, eps: 4}]}]",
      "positives are static"),
+    # An attack on the detector cannot be precomputed before the detector trains: refused at load, not after the classifier.
+    ("detectors=[{name: s, adversary: {name: iterative_linf, eps: 4}, positives: [{name: selective_pgd, eps: 4, threshold: 0.5}]}]",
+     "selective_pgd attacks the detector"),
+    ("detectors=[{name: s, adversary: {name: orthogonal_pgd, eps: 4, threshold: 0.5}}]", "do not fit"),
+    ("detectors=[{name: s, adversary: {name: iterative_linf, eps: 4}, point: 7}]", "unknown attachment point 7"),
+    ("detectors=[{name: s, adversary: {name: iterative_linf, eps: 4}, arch: resnet}]", "unknown detector arch 'resnet'"),
+    ("calibration.severities=[1, 4]", "severity 4 is outside 1..3"),
+    ("calibration.severities=[0]", "severity 0 is outside 1..3"),
 ])
 def test_bad_robust_training_values_are_one_line_with_exit_2(override, fragment):
     result = CliRunner().invoke(app, ["fit", "--config", "configs/demo.yaml", "--set", override])

@@ -1,5 +1,3 @@
-from typing import get_args
-
 import pytest
 import torch
 
@@ -7,7 +5,7 @@ from trainer import checkpoint
 from trainer.config import DetectorTraining
 from trainer.models import DetectedClassifier, Detector, ImageNetDetector, ResNet, build_detector, paper_pools
 from trainer.rundir import load_detected_classifier
-from trainer.models.detector import ARCHS
+from trainer.models.detector import ARCHS, FrameDetector
 
 
 def test_resnet32_taps_have_the_papers_shapes():
@@ -54,7 +52,10 @@ def test_imagenet_detector_has_the_sec_4_2_layout_and_one_logit():
 
 
 def test_build_detector_knows_the_configs_archs():
-    assert set(get_args(DetectorTraining.model_fields["arch"].annotation)) == set(ARCHS)
+    for arch in ARCHS:  # the config takes exactly the archs build_detector knows
+        assert DetectorTraining(arch=arch).arch == arch
+    with pytest.raises(ValueError, match="unknown detector arch 'vgg'"):
+        DetectorTraining(arch="vgg")
     assert isinstance(build_detector("imagenet", 64, 4), ImageNetDetector)
     fig1 = build_detector("fig1", 64, 4)
     assert isinstance(fig1, Detector) and not any(isinstance(m, torch.nn.MaxPool2d) for m in fig1.modules())
@@ -62,7 +63,30 @@ def test_build_detector_knows_the_configs_archs():
         build_detector("vgg", 64, 4)
 
 
-@pytest.mark.parametrize("arch", ["fig1", "imagenet", None])
+def test_frame_detector_reads_the_frame_at_full_resolution():
+    model = ResNet(8, 1, 10).eval()
+    det = build_detector("frame", model.tap_channels[0], 0)
+    assert isinstance(det, FrameDetector)
+    convs = [m for m in det.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [m.out_channels for m in convs] == [32, 32, 64, 64, 128, 2] and convs[0].in_channels == 1
+    assert all(m.stride == (1, 1) for m in convs)  # no strided stem: the perturbation's pixel pattern survives
+    fused = DetectedClassifier(model, det.eval(), 0).eval()
+    x = torch.rand(3, 1, 28, 28) * 255
+    with torch.no_grad():
+        logits, adv = fused(x)
+        assert torch.allclose(logits, model(x), atol=1e-5) and adv.shape == (3,)
+
+
+@pytest.mark.parametrize("arch, points", [("resnet", 5), ("vgg16", 6)])
+def test_the_config_knows_each_classifiers_attachment_points(arch, points):
+    from trainer.config import ModelConfig
+    from trainer.models.vgg import VGG16
+
+    model = ResNet(8) if arch == "resnet" else VGG16()
+    assert len(model.tap_channels) == ModelConfig(arch=arch).attachment_points == points
+
+
+@pytest.mark.parametrize("arch", ["fig1", "imagenet", "frame", None])
 def test_detector_checkpoint_round_trip(tmp_path, arch):
     """build.py rebuilds what a detector.pt holds; one without an `arch` key (older runs) is Fig. 1's."""
     torch.manual_seed(0)

@@ -6,7 +6,7 @@ Sizes are in pixels of the model's input.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -87,10 +87,11 @@ def _apply(fn: Corruption, img: np.ndarray, severity: int, rng: np.random.Genera
     return np.clip(np.rint(fn(img.transpose(1, 2, 0), severity, rng)), 0, 255).astype(np.uint8)
 
 
-def corrupt_randomly(images: np.ndarray, names: list[str], rng: np.random.Generator) -> np.ndarray:
-    """`images` uint8 [N, C, H, W], each under a corruption drawn from `names` at a severity drawn from 0..2:
-    the benign variety a detector learns as negatives and is calibrated on."""
+def corrupt_randomly(images: np.ndarray, names: list[str], rng: np.random.Generator,
+                     severities: Sequence[int] = tuple(range(1, SEVERITIES + 1))) -> np.ndarray:
+    """`images` uint8 [N, C, H, W], each under a corruption drawn from `names` at a severity drawn from
+    `severities` (1-based): the benign variety a detector learns as negatives."""
     kinds = rng.integers(len(names), size=len(images))
-    severities = rng.integers(SEVERITIES, size=len(images))
-    out = [_apply(CORRUPTIONS[names[k]], img, int(s), rng) for img, k, s in zip(images, kinds, severities)]
+    drawn = np.asarray(severities)[rng.integers(len(severities), size=len(images))] - 1
+    out = [_apply(CORRUPTIONS[names[k]], img, int(s), rng) for img, k, s in zip(images, kinds, drawn)]
     return np.stack(out).transpose(0, 3, 1, 2) if out else images.copy()

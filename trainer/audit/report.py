@@ -60,11 +60,13 @@ def report_lines(r: dict) -> list[str]:
         *([f"Stickers (a square patch, unbounded inside; its own threat model, not in the eps curve): worst-case "
            f"undetected error {_f(worst[None]['undetected'])} over {', '.join(worst[None]['attacks'])}.", ""]
           if None in worst else []),
-        "Per attack and eps (fooled = misclassified within the budget; TPR = flagged among those; size = median "
+        "Per attack and eps (fooled = misclassified within the budget; TPR = flagged among those; attempts flagged = "
+        "flagged among all outputs, fooling or not; size = median "
         f"{r['norm']} of the perturbation):",
         "",
-        *_table(["attack", "threat", "eps", "fooled", "TPR", "undetected", "median size", "parameters"],
-                [[row["attack"], row["threat"], row["eps"], row["fooled"], row["tpr"], row["undetected"], row["median_size"],
+        *_table(["attack", "threat", "eps", "fooled", "TPR", "attempts flagged", "undetected", "median size", "parameters"],
+                [[row["attack"], row["threat"], row["eps"], row["fooled"], row["tpr"], row.get("attempts_flagged"),
+                  row["undetected"], row["median_size"],
                   ", ".join(f"{k}={v}" for k, v in row["params"].items() if k not in ("eps", "threshold"))]
                  for row in r["attacks"]]),
         "",
@@ -72,7 +74,8 @@ def report_lines(r: dict) -> list[str]:
         "",
         "![TPR by size](tpr_by_size.png)",
         "",
-        *_table(["norm", "eps", "fooled", "TPR on fooling images"], [[x["norm"], x["eps"], x["fooled"], x["tpr"]] for x in r["tpr_by_size"]]),
+        *_table(["norm", "eps", "fooled", "TPR on fooling images", "attempts flagged"],
+                [[x["norm"], x["eps"], x["fooled"], x["tpr"], x.get("attempts_flagged")] for x in r["tpr_by_size"]]),
         "",
     ]
     if r["corruptions"]:

@@ -69,6 +69,7 @@ def _attacks(cfg: AuditConfig, t: Target, x: torch.Tensor, y: torch.Tensor, prog
             fooled, wins = o.fooled(e), o.undetected(e)
             rows.append({"attack": attack.name, "adaptive": needs_detector(attack.name), "threat": kind, "eps": e,
                          "params": spec.params(), "fooled": rate(fooled), "tpr": rate(o.flagged, among=fooled),
+                         "attempts_flagged": rate(o.flagged),
                          "undetected": rate(wins), "median_size": o.size.median().item() if len(x) else None,
                          "seconds": seconds, "wins": _ids(wins), "fooled_images": _ids(fooled)})
     return rows
@@ -97,7 +98,9 @@ def _ids(mask: torch.Tensor) -> list[int]:
 
 
 def _tpr_by_size(cfg: AuditConfig, t: Target, x: torch.Tensor, y: torch.Tensor, progress: bool) -> list[dict]:
-    """TPR on the misclassified outputs of oblivious PGD (10 steps, one random start), at each budget of `cfg.tpr_eps`.
+    """Oblivious PGD (10 steps, one random start) at each budget of `cfg.tpr_eps`: TPR on its misclassified
+    outputs, and the share of all its outputs flagged (attempt detection: the alarm an attacker trips while
+    still searching, whether or not this try fooled the classifier).
 
     A detector keyed to small perturbations may let large ones through; this shows it.
     """
@@ -108,7 +111,7 @@ def _tpr_by_size(cfg: AuditConfig, t: Target, x: torch.Tensor, y: torch.Tensor, 
             adv = run_attack(spec, t.model.classifier, x, y, batch_size=cfg.batch_size, progress=progress)
             o = outcome(t.model, t.threshold, x, adv, y, norm, cfg.batch_size)
             rows.append({"norm": norm, "eps": eps, "attack": spec.name, "fooled": rate(o.misclassified),
-                         "tpr": rate(o.flagged, among=o.misclassified)})
+                         "tpr": rate(o.flagged, among=o.misclassified), "attempts_flagged": rate(o.flagged)})
     return rows
 
 

@@ -39,20 +39,6 @@ def detectability(score_fn: ScoreFn, clean: torch.Tensor, adversarial: torch.Ten
     return correct / max(2 * len(clean), 1)
 
 
-def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval (95% for z = 1.96) of a proportion `successes / trials`.
-
-    Unlike the normal approximation it stays inside [0, 1] and keeps its coverage for the small
-    counts and rates near 0 or 1 that detectability on a few fooled images gives.
-    """
-    if trials == 0:
-        return 0.0, 1.0
-    p = successes / trials
-    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z / (1 + z * z / trials) * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
-
-
 def roc(clean_scores: Scores, adv_scores: Scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(fpr, tpr, thresholds) for the rule `score > threshold`, from (0, 0) to (1, 1); ties share a point."""
     s = np.concatenate([np.asarray(clean_scores, np.float64), np.asarray(adv_scores, np.float64)])
@@ -83,19 +69,22 @@ def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
 
 
 def calibrate_threshold(clean_scores: torch.Tensor, fpr: float) -> float:
-    """The p_adv threshold t such that at most a fraction `fpr` of `clean_scores` has p_adv > t.
+    """The p_adv threshold t such that at most a fraction `fpr` of `clean_scores` has p_adv >= t (the agent's alert rule).
 
-    t is the (floor(fpr * n) + 1)-th largest clean p_adv: exactly floor(fpr * n) images lie
-    above it unless scores tie there, in which case fewer do (never more).
+    With k = floor(fpr * n), t lies midway between the k-th largest clean p_adv and the next smaller
+    distinct one: exactly k images reach it unless scores tie there, in which case fewer do (never
+    more). Midway, not at a score, so the agent's float32 p_adv lands on the same side as ours.
     """
     p = torch.sigmoid(clean_scores.double()).sort(descending=True).values
-    k = int(np.floor(fpr * len(p) + 1e-9))
-    return float(p[min(k, len(p) - 1)])
+    k = min(int(np.floor(fpr * len(p) + 1e-9)), len(p) - 1)
+    above = p[:k][p[:k] > p[k]]  # the k largest, less any that tie with the (k+1)-th
+    mid = (p[k] + (above[-1] if len(above) else torch.tensor(1.0, dtype=p.dtype))) / 2
+    return float(torch.maximum(mid, torch.nextafter(p[k], torch.tensor(2.0, dtype=p.dtype))))  # adjacent doubles: mid is one
 
 
 def alert_rate(logits: torch.Tensor, threshold: float) -> float:
-    """Fraction of images whose p_adv exceeds `threshold`: the FPR on clean images, the TPR on adversarial ones."""
-    return float((torch.sigmoid(logits.double()) > threshold).double().mean())
+    """Fraction of images the agent alerts on (p_adv >= `threshold`): the FPR on clean images, the TPR on adversarial ones."""
+    return float((torch.sigmoid(logits.double()) >= threshold).double().mean())
 
 
 def summary(clean_scores: torch.Tensor, adv_scores: torch.Tensor, fprs: list[float]) -> dict:

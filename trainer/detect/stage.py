@@ -14,17 +14,19 @@ import numpy as np
 import torch
 
 from trainer import checkpoint, familiarity
-from trainer.audit.corruptions import corrupt_randomly
+from trainer.audit.corruptions import SEVERITIES, corrupt
 from trainer.config import CalibrationConfig, DetectorSpec
 from trainer.detect.data import split_images, twins
 from trainer.detect.evaluate import calibrate_threshold, detectability, alert_rate, scores, summary
-from trainer.detect.train import TrainingData, attacked_set, benign_negatives, pick_twins, train_detector
+from trainer.attacks import cached_attack
+from trainer.detect.train import TrainingData, attacked_set, benign_negatives, train_detector
 from trainer.models.detector import DetectedClassifier, build_detector
 from trainer.rundir import RunContext
 
 EVAL_IMAGES = 256  # test images in eval.pt, for the exporter's parity check
 ADAPTIVE_ONLY = {"eps_range", "eps_ramp_epochs", "paper_adversary", "paper_share"}
 WIDENED = {"positives", "negatives", "negative_share"}  # unset in every detector made before they existed
+LATER = {"negative_severities", "twins", "select", "lr_schedule"}  # left out of stamps at their defaults, as WIDENED
 
 
 def run_detector_stage(ctx: RunContext) -> None:
@@ -64,10 +66,11 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
     # Likewise the adaptive mode's settings stay out of other modes' stamps.
     exclude = ({"arch"} if spec.arch == "fig1" else set()) | (set() if spec.mode == "adaptive" else ADAPTIVE_ONLY)
     exclude |= WIDENED if not (spec.positives or spec.negatives) else set()
+    exclude |= {k for k in LATER if getattr(spec, k) == DetectorSpec.model_fields[k].default}
     spec_json = spec.model_dump(mode="json", exclude=exclude)
     calibration = ctx.cfg.calibration
     stamp = {"spec": spec_json, "classifier_sha256": classifier_sha256(ctx),
-             "calibration": calibration.model_dump(mode="json", exclude=set() if calibration.corruptions else {"corruptions"})}
+             "calibration": calibration.model_dump(mode="json", exclude=set() if calibration.corruptions else {"corruptions", "severities"})}
     if spec.init_from is not None:  # a hardened detector is stale once the one it starts from changes
         stamp["init_from_sha256"] = checkpoint.sha256(ctx.files.detector(spec.init_from))
     done = ctx.files.detector(spec.name)
@@ -84,7 +87,7 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
     data = training_data(ctx, spec)
     init = None if spec.init_from is None else checkpoint.load(ctx.files.detector(spec.init_from), ctx.device)["state_dict"]
     model = attach(ctx, spec, init)
-    trained = train_detector(model, spec, data, out, ctx.cfg.seed)
+    trained = train_detector(model, spec, data, out, ctx.cfg.seed, ctx.cfg.calibration.fpr)
     test_x, test_y = split_images(ctx, "test", spec.test_limit)
     if spec.mode == "static":
         test_adv = twins(ctx, spec.adversary, "test", spec.test_limit, spec.eval_batch_size)
@@ -96,7 +99,7 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
         "in_channels": ctx.classifier.tap_channels[spec.point],
         "adversary": {"name": spec.adversary.name, **spec.adversary.params()}, "mode": spec.mode,
         "state_dict": {k: v.cpu() for k, v in trained["state_dict"].items()},
-        "val_detectability": trained["val_detectability"],
+        **{k: v for k, v in trained.items() if k != "state_dict"},  # the validation number it was selected by
         "thresholds": [{"fpr": t["fpr"], "threshold": t["threshold"]} for t in report["thresholds"]],
         **{k: report[k] for k in ("threshold", "threshold_fpr", "detectability", "auroc")},
         "calibration_set": report["calibration"],  # "calibration" is the stamp's config
@@ -124,31 +127,55 @@ def _unset_dropped(stamp: dict) -> dict:
 
 def training_data(ctx: RunContext, spec: DetectorSpec) -> TrainingData:
     """Train/validation images of `spec`, with precomputed adversarial twins of its static adversaries
-    (static mode's `adversary`, or adaptive mode's static `paper_adversary`, and `positives`), and
-    validation negatives with a share corrupted as in training (`negatives`), drawn once from the seed."""
+    (static mode's `adversary`, or adaptive mode's static `paper_adversary`, and `positives`): of every
+    training image by each (`twins: all`) or by one drawn per image (`twins: one`), and of every
+    validation image by one drawn per image. Validation negatives have a share corrupted as in training
+    (`negatives`), drawn once from the seed; selection by `tpr` gets the calibration set."""
     train_x, train_y = split_images(ctx, "train", spec.train_limit)
     val_x, val_y = split_images(ctx, "val", spec.val_limit)
     data = TrainingData(train_x, train_y, val_x, val_y)
     static = spec.adversary if spec.mode == "static" else spec.paper_adversary
     if static is not None and static.name != "dynamic":
         adversaries = [static, *spec.positives]
-        data.train_adv = torch.stack([twins(ctx, a, "train", spec.train_limit, spec.eval_batch_size) for a in adversaries])
+        if spec.twins == "all":
+            data.train_adv = torch.stack([twins(ctx, a, "train", spec.train_limit, spec.eval_batch_size) for a in adversaries])
+        else:
+            data.train_adv = assigned_twins(ctx, adversaries, "train", spec, ctx.cfg.seed)[0][None]
         if spec.mode == "static":
-            pool = torch.stack([twins(ctx, a, "val", spec.val_limit, spec.eval_batch_size) for a in adversaries])
-            data.val_adv = pick_twins(pool, torch.Generator().manual_seed(ctx.cfg.seed))
+            data.val_adv, data.val_adversary = assigned_twins(ctx, adversaries, "val", spec, ctx.cfg.seed)
     if spec.negatives:
         data.val_negatives = benign_negatives(val_x, spec, np.random.default_rng(ctx.cfg.seed))
+    if spec.select == "tpr":
+        data.calibration = calibration_set(val_x, ctx.cfg.calibration, ctx.cfg.seed)
     return data
+
+
+def assigned_twins(ctx: RunContext, adversaries: list, split: str, spec: DetectorSpec, seed: int
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One twin of each image of `split` (up to the spec's limit), by an adversary of `adversaries` drawn per
+    image from `seed`: the twins [N, C, H, W] and which adversary made each [N]. Each adversary runs once, on
+    its share of the images, cached like `twins`."""
+    x, y = split_images(ctx, split, spec.train_limit if split == "train" else spec.val_limit)
+    gen = torch.Generator().manual_seed(seed)
+    which = torch.randint(len(adversaries), (len(x),), generator=gen).to(x.device)
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    for k, adversary in enumerate(adversaries):
+        idx = (which == k).nonzero().squeeze(1)
+        if len(idx):
+            out[idx] = cached_attack(ctx.files.attacks, adversary, ctx.classifier, x[idx], y[idx], split=f"{split}{len(x)}-{k}",
+                                     batch_size=spec.eval_batch_size, progress=True).float()
+    return out, which
 
 
 def calibration_set(val_x: torch.Tensor, calibration: CalibrationConfig, seed: int) -> torch.Tensor:
     """The images thresholds are calibrated on: the validation images, and with `calibration.corruptions`
-    a copy of each under one of them at a random severity (drawn from `seed`) as well."""
-    if not calibration.corruptions:
-        return val_x
-    rng = np.random.default_rng(seed + 1)
-    corrupted = corrupt_randomly(val_x.cpu().numpy(), calibration.corruptions, rng)
-    return torch.cat([val_x, torch.from_numpy(corrupted).to(val_x.device)])
+    a copy of each under every one of them at every one of `calibration.severities`."""
+    return torch.cat([val_x, *(corrupted(val_x, name, s, seed) for name in calibration.corruptions for s in calibration.severities)])
+
+
+def corrupted(x: torch.Tensor, name: str, severity: int, seed: int) -> torch.Tensor:
+    """uint8 images `x` under corruption `name` at `severity` (1-based), the noise drawn from `seed`, on `x`'s device."""
+    return torch.from_numpy(corrupt(x.cpu().numpy(), name, severity - 1, seed + 1)).to(x.device)
 
 
 def evaluate(model: DetectedClassifier, spec: DetectorSpec, test_x: torch.Tensor, test_adv: torch.Tensor,
@@ -170,11 +197,17 @@ def evaluate(model: DetectedClassifier, spec: DetectorSpec, test_x: torch.Tensor
         thresholds.append({"fpr": f, "threshold": t, "val_fpr": alert_rate(calib, t), "val_clean_fpr": alert_rate(val, t),
                            "test_fpr": alert_rate(clean, t), "test_tpr": alert_rate(adv, t)})
     threshold = next(t["threshold"] for t in thresholds if t["fpr"] == calibration.fpr)
-    described = (f"{len(val_x)} clean validation images and a copy of each under one of {', '.join(calibration.corruptions)} "
-                 "at a random severity" if calibration.corruptions else f"{len(val_x)} clean validation images")
+    severities = ", ".join(str(s) for s in calibration.severities)
+    described = (f"{len(val_x)} clean validation images and a copy of each under every one of "
+                 f"{', '.join(calibration.corruptions)} at severities {severities}" if calibration.corruptions
+                 else f"{len(val_x)} clean validation images")
+    # Every severity, those left out of calibration included, so a harsher day's false alarms are never silent.
+    by_severity = {str(s): {name: alert_rate(scores(fn, corrupted(val_x, name, s, seed), bs, device), threshold)
+                            for name in calibration.corruptions} for s in range(1, SEVERITIES + 1)}
     return {"detectability": detectability(fn, test_x, test_adv, bs, device), **summary(clean, adv, fprs),
             "thresholds": thresholds, "threshold": threshold, "threshold_fpr": calibration.fpr,
             "calibration": {"name": "clean+corrupted" if calibration.corruptions else "clean", "set": described,
-                            "corruptions": list(calibration.corruptions), "images": len(calib),
+                            "corruptions": list(calibration.corruptions), "severities": list(calibration.severities),
+                            "images": len(calib), "val_fpr_by_severity": by_severity,
                             "clean_val_fpr": alert_rate(val, threshold)},
             "test_images": len(test_x), "val_images": len(val_x)}

@@ -21,7 +21,7 @@ from trainer.audit.corruptions import corrupt_randomly
 from trainer.config import DetectorSpec
 from trainer.detect.adaptive import adaptive_batches, adaptive_validation_set
 from trainer.detect.data import shuffled_union
-from trainer.detect.evaluate import detectability
+from trainer.detect.evaluate import alert_rate, calibrate_threshold, detectability, scores
 from trainer.loop import state_copy, train_epochs
 from trainer.models.detector import DetectedClassifier
 
@@ -42,9 +42,11 @@ class TrainingData:
     train_y: torch.Tensor  # int64 [N], true classes (the adversary needs them)
     val_x: torch.Tensor
     val_y: torch.Tensor
-    train_adv: Optional[torch.Tensor] = None  # [K, N, C, H, W], K static adversaries
+    train_adv: Optional[torch.Tensor] = None  # [K, N, C, H, W], K static adversaries (K = 1 with `twins: one`)
     val_adv: Optional[torch.Tensor] = None  # [N, C, H, W]
+    val_adversary: Optional[torch.Tensor] = None  # int64 [N]: which static adversary made each of val_adv
     val_negatives: Optional[torch.Tensor] = None  # uint8 [N, C, H, W]; None = val_x
+    calibration: Optional[torch.Tensor] = None  # uint8 [M, C, H, W]: the calibration set, for selection by `tpr`
 
 
 def numpy_rng(gen: torch.Generator) -> np.random.Generator:
@@ -59,7 +61,7 @@ def benign_negatives(x: torch.Tensor, spec: DetectorSpec, rng: np.random.Generat
         return x
     pick = np.flatnonzero(rng.random(len(x)) < spec.negative_share)
     out = x.clone()
-    out[pick] = torch.from_numpy(corrupt_randomly(x[pick].cpu().numpy(), spec.negatives, rng)).to(x.device)
+    out[pick] = torch.from_numpy(corrupt_randomly(x[pick].cpu().numpy(), spec.negatives, rng, spec.negative_severities)).to(x.device)
     return out
 
 
@@ -139,9 +141,22 @@ def validation_detectability(model: DetectedClassifier, spec: DetectorSpec, data
     return detectability(model.detector_logit, negatives, adv, spec.eval_batch_size, data.val_x.device, seed)
 
 
+def validation_tpr(model: DetectedClassifier, spec: DetectorSpec, data: TrainingData, fpr: float) -> dict:
+    """What the deployed alarm does on validation images: the threshold calibrated at `fpr` on `data.calibration`,
+    and the share of each static adversary's twins flagged at it (`val_tpr_<k>`, k indexing `adversary`, then
+    `positives`); `val_tpr` is their mean."""
+    fn, bs, device = model.detector_logit, spec.eval_batch_size, data.val_x.device
+    threshold = calibrate_threshold(scores(fn, data.calibration, bs, device), fpr)
+    adv = scores(fn, data.val_adv, bs, device)
+    kinds = data.val_adversary.unique().tolist()
+    tpr = {f"val_tpr_{k}": alert_rate(adv[(data.val_adversary == k).cpu()], threshold) for k in kinds}
+    return {"val_tpr": sum(tpr.values()) / len(tpr), **tpr}
+
+
 def train_detector(model: DetectedClassifier, spec: DetectorSpec, data: TrainingData, out_dir: Path, seed: int,
-                   log: Callable[[str], None] = print) -> dict:
-    """Train `model.detector` as `spec` says; returns the best state_dict by validation detectability.
+                   fpr: float = 0.01, log: Callable[[str], None] = print) -> dict:
+    """Train `model.detector` as `spec` says; returns the best state_dict by the validation number `spec.select`
+    (with `tpr`, at the threshold calibrated at `fpr` on `data.calibration`).
 
     Runs on the shared epoch loop (trainer/loop.py): `out_dir/train_state.pt` after every epoch,
     so an interrupted run resumes at the next one, and a line per epoch in `out_dir/metrics.jsonl`.
@@ -150,11 +165,18 @@ def train_detector(model: DetectedClassifier, spec: DetectorSpec, data: Training
     detector = model.detector
     device = data.train_x.device
     opt = torch.optim.Adam(detector.parameters(), lr=spec.lr, betas=tuple(spec.betas))
+    states = {"optimizer": opt}
+    per_epoch = -(-len(data.train_x) * (2 if spec.mode == "static" else 1) // spec.batch_size)
+    if spec.lr_schedule == "onecycle":
+        states["scheduler"] = torch.optim.lr_scheduler.OneCycleLR(opt, spec.lr, total_steps=spec.epochs * per_epoch)
     model.classifier.eval()
+    select = "val_tpr" if spec.select == "tpr" else "val_detectability"
 
-    def validate() -> float:
+    def validate_all() -> dict:
         detector.eval()
-        return validation_detectability(model, spec, data, seed)
+        if spec.select == "tpr":
+            return validation_tpr(model, spec, data, fpr)
+        return {"val_detectability": validation_detectability(model, spec, data, seed)}
 
     def run_epoch(epoch: int, gen: torch.Generator) -> dict:
         # Drawn only when used: detectors without negatives see the batches they always saw.
@@ -163,25 +185,26 @@ def train_detector(model: DetectedClassifier, spec: DetectorSpec, data: Training
         batches = {"static": lambda: static_batches(negatives, twins, spec.batch_size, gen),
                    "dynamic": lambda: dynamic_batches(model, spec, data, gen),
                    "adaptive": lambda: adaptive_batches(model, spec, data, negatives, twins, gen, epoch)}[spec.mode]()
-        total = -(-len(data.train_x) * (2 if spec.mode == "static" else 1) // spec.batch_size)
         # Adaptive training keeps BN in eval mode, so its attack and its step see the same network (see adaptive.py).
         detector.train(spec.mode != "adaptive")
         loss_sum, correct, seen = 0.0, 0, 0
-        for x, target in progress_bar(batches, total=total, desc=f"{spec.name} epoch {epoch + 1}/{spec.epochs}", leave=False):
+        for x, target in progress_bar(batches, total=per_epoch, desc=f"{spec.name} epoch {epoch + 1}/{spec.epochs}", leave=False):
             logit = model.detector_logit(x)
             loss = F.binary_cross_entropy_with_logits(logit, target)
             # Zeroed here, not before the batch: a dynamic attack may have left gradients on the detector.
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if "scheduler" in states:
+                states["scheduler"].step()
             loss_sum += loss.item() * len(x)
             correct += ((logit.detach() > 0) == (target > 0.5)).sum().item()
             seen += len(x)
-        return {"train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1), "val_detectability": validate()}
+        return {"train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1), **validate_all()}
 
-    best = train_epochs(detector, {"optimizer": opt}, run_epoch, epochs=spec.epochs, seed=seed, device=device,
-                        select="val_detectability", state_path=out_dir / "train_state.pt",
+    best = train_epochs(detector, states, run_epoch, epochs=spec.epochs, seed=seed, device=device,
+                        select=select, state_path=out_dir / "train_state.pt",
                         metrics_path=out_dir / "metrics.jsonl", label=f"detector {spec.name}",
-                        baseline=validate if spec.init_from is not None else None, log=log)
+                        baseline=(lambda: validate_all()[select]) if spec.init_from is not None else None, log=log)
     detector.eval()
-    return {"state_dict": state_copy(detector), "val_detectability": best}
+    return {"state_dict": state_copy(detector), select: best}

@@ -4,7 +4,8 @@ from __future__ import annotations
 from trainer.attacks import AttackSpec, run_attack
 from trainer.attacks.report import predict
 from trainer.detect import attach, ensure_detector
-from trainer.detect.evaluate import detectability, wilson_interval
+from common.stats import wilson_interval
+from trainer.detect.evaluate import detectability
 from trainer.experiments import plots
 from trainer.experiments.grid import cached_result, classifier_accuracy, grid_detector_spec, out_dir, test_set
 
