@@ -31,6 +31,14 @@ variants alternating for --rounds rounds of --seconds each, so that drift on the
 of them alike: scored frames/s per camera, end-to-end p50/p99, CPU time, and what was recorded.
 
     python benchmarks/agent.py --model runs/demo/model.onnx --mcap 5:0.5 1:1 [--seconds 30] [--rounds 2]
+
+With --evidence PRE:POST it measures the cost of alert evidence (`alerts.evidence`) the same way: the N
+cameras with evidence off and with PRE frames before and POST after each alert, under one alert per
+camera every --alert-period seconds (staggered across cameras). The footage raises no alert of its
+own, so `PeriodicAlerts` makes those alerts (the same in both variants, snapshots included); the
+evidence path itself (ring buffers, clips, the PNG writer thread, manifests) is the agent's own.
+
+    python benchmarks/agent.py --model runs/demo/model.onnx --evidence 8:8 [--seconds 30] [--rounds 3]
 """
 from __future__ import annotations
 
@@ -143,7 +151,7 @@ def soak(model: Path, urls: dict[str, str], seconds: float, work: Path) -> dict:
 
 
 def side_by_side(model: Path, urls: dict[str, str], variants: dict[str, list[str]], seconds: float, rounds: int,
-                 work: Path, after=None) -> dict[str, dict]:
+                 work: Path, after=None, watch_class: type[Watch] = Watch) -> dict[str, dict]:
     """Each variant (config overrides) as the N cameras in one in-process Watch for `seconds`, the variants
     alternating for `rounds` rounds. Per variant: frames taken and scored, run seconds, CPU seconds of the
     process (decoders, inference, observers' threads), dropped frames, stage histograms over all rounds,
@@ -153,7 +161,7 @@ def side_by_side(model: Path, urls: dict[str, str], variants: dict[str, list[str
     for _ in range(rounds):
         for name, extra in variants.items():
             cfg = load_agent_config(None, overrides(work, "side") + extra)
-            watch = Watch(cfg, model, resolve(cfg, sources=[f"{n}={u}" for n, u in urls.items()]), record=True)
+            watch = watch_class(cfg, model, resolve(cfg, sources=[f"{n}={u}" for n, u in urls.items()]), record=True)
             threading.Timer(seconds, watch.stop.set).start()
             cpu = time.process_time()
             summary = watch.run()
@@ -209,6 +217,80 @@ def mcap_cost(model: Path, urls: dict[str, str], settings: list[str], seconds: f
               f"{r['cpu'] / max(r['frames'], 1) * 1e3:12.2f} {r['dropped'] / r['seconds']:9.1f} "
               f"{mb / r['seconds']:9.2f} {written['image'] / r['seconds']:8.1f} {written['score'] / r['seconds']:8.1f}  "
               f"{lost or '-'}")
+
+
+class PeriodicAlerts(Watch):
+    """A Watch that raises one alert per camera every `period_s`, staggered across the cameras, and no
+    other: the evidence benchmark's alert load on footage that gives none. Every frame is judged
+    (familiarity off) and only the scheduled ones are over the threshold."""
+
+    period_s = 10.0
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.familiarity_threshold = float("inf")
+        self._due: dict[str, float] = {}
+
+    def _decide(self, camera, frame, probs, p_adv):
+        names = [c.name for c in self.cameras]
+        due = self._due.setdefault(camera.name, frame.captured_at
+                                   + (names.index(camera.name) + 1) * self.period_s / len(names))
+        forced = frame.captured_at >= due
+        while self._due[camera.name] <= frame.captured_at:
+            self._due[camera.name] += self.period_s
+        threshold, self.threshold = self.threshold, (-1.0 if forced else 2.0)
+        try:
+            return super()._decide(camera, frame, probs, p_adv)
+        finally:
+            self.threshold = threshold
+
+
+def evidence_cost(model: Path, urls: dict[str, str], setting: str, period_s: float, seconds: float, rounds: int,
+                  work: Path) -> None:
+    """Print the cost of `alerts.evidence` (PRE:POST frames) next to none, under periodic alerts."""
+    pre, post = setting.split(":")
+    folder = work / "evidence"
+    alerting = ["alerts.k=1", "alerts.n=1", "alerts.clear_after=1", "alerts.cooldown_frames=0"]
+    variants = {"no evidence": alerting + ["alerts.evidence.enabled=false"],
+                f"evidence {pre}+{post}": alerting + [f"alerts.evidence.dir={folder}", f"alerts.evidence.pre_frames={pre}",
+                                                      f"alerts.evidence.post_frames={post}"]}
+
+    def after(name: str, watch: Watch) -> dict:
+        m = watch.metrics
+        kept = {"alerts": watch.summary.alerts, "written": m.evidence_written._value.get(),
+                "dropped": {s.labels["reason"]: int(s.value) for s in m.evidence_dropped.collect()[0].samples
+                            if s.name.endswith("_total")},
+                "bytes": sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.exists() else 0,
+                "frames": len(list(folder.rglob("*.png"))) if folder.exists() else 0}
+        shutil.rmtree(folder, ignore_errors=True)  # each round starts on an empty folder
+        return kept
+
+    PeriodicAlerts.period_s = period_s
+    shutil.rmtree(folder, ignore_errors=True)
+    result = side_by_side(model, urls, variants, seconds, rounds, work, after, PeriodicAlerts)
+    n = len(urls)
+    print(f"\nevidence cost: {n} cameras, one alert per camera every {period_s:g} s, {rounds} round(s) of "
+          f"{seconds:g} s per variant, variants alternating")
+    print(f"   {'variant':<16} {'scored fps/camera':>17} {'e2e p50 ms':>10} {'e2e p99 ms':>10} {'CPU ms/frame':>12} "
+          f"{'dropped/s':>9} {'alerts':>6} {'written':>7} {'PNG frames':>10} {'MB':>6}  evidence dropped")
+    base = None
+    for name, r in result.items():
+        t = r["timings"]["end_to_end"]
+        fps, p99 = r["scored"] / r["seconds"] / n, t.percentile(99)
+        a = r["after"]
+        dropped: dict[str, int] = {}
+        for kept in a:
+            for reason, v in kept["dropped"].items():
+                dropped[reason] = dropped.get(reason, 0) + v
+        print(f"   {name:<16} {fps:17.2f} {t.percentile(50):10.1f} {p99:10.1f} "
+              f"{r['cpu'] / max(r['frames'], 1) * 1e3:12.2f} {r['dropped'] / r['seconds']:9.1f} "
+              f"{sum(k['alerts'] for k in a):6d} {sum(k['written'] for k in a):7.0f} {sum(k['frames'] for k in a):10d} "
+              f"{sum(k['bytes'] for k in a) / (1 << 20):6.1f}  {dropped or '-'}")
+        if base is None:
+            base = fps, p99
+        else:
+            print(f"   with evidence: frames/s per camera {fps / base[0] - 1:+.1%} (target within 5%), "
+                  f"p99 {p99 / base[1] - 1:+.1%} (target within 10%)")
 
 
 def reconnects(model: Path, clip: Path, times: int, work: Path) -> list[tuple[float, float]]:
@@ -375,7 +457,11 @@ def main() -> None:
                         help="with --providers: the demo stream for the parity check")
     parser.add_argument("--mcap", nargs="+", metavar="EVERY_N:SCALE",
                         help="measure MCAP recording at these sinks.mcap settings against none instead")
-    parser.add_argument("--rounds", type=int, default=2, help="with --mcap: rounds of --seconds per variant")
+    parser.add_argument("--rounds", type=int, default=2, help="with --mcap or --evidence: rounds of --seconds per variant")
+    parser.add_argument("--evidence", metavar="PRE:POST",
+                        help="measure alert evidence with PRE/POST frames against none instead")
+    parser.add_argument("--alert-period", type=float, default=10.0,
+                        help="with --evidence: seconds between one camera's alerts")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     if args.providers:
@@ -410,6 +496,12 @@ def main() -> None:
     if args.mcap:
         try:
             mcap_cost(args.model, urls, args.mcap, args.seconds, args.rounds, args.work)
+        finally:
+            server.stop()
+        return
+    if args.evidence:
+        try:
+            evidence_cost(args.model, urls, args.evidence, args.alert_period, args.seconds, args.rounds, args.work)
         finally:
             server.stop()
         return

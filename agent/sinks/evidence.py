@@ -51,6 +51,11 @@ PARTIAL = ".partial"
 # At shutdown the writer gets this long for the clips still queued (systemd's stop timeout is 30 s,
 # and the MQTT spool's flush comes after); what it has not written by then is counted as dropped.
 CLOSE_TIMEOUT_S = 10.0
+# PNG encoding costs ~17 ms of CPU per 768x576 frame: on a busy CPU the writer must take only what
+# decoding and inference leave, not compete with them. Linux schedules threads one by one, so the
+# writer alone runs under SCHED_IDLE (where that is refused, at the lowest nice). A writer that then
+# falls behind fills its queue, and evidence is dropped and counted.
+WRITER_NICE = 19
 
 
 def agent_version() -> str:
@@ -196,6 +201,14 @@ class EvidenceRecorder(Observer):
     # ------------------------------------------------------------ the writer thread
 
     def _write_loop(self) -> None:
+        tid = threading.get_native_id()
+        try:
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+        except (OSError, AttributeError):  # not Linux, or a seccomp filter that forbids it
+            try:
+                os.setpriority(os.PRIO_PROCESS, tid, WRITER_NICE)
+            except OSError as exc:
+                log.warning("evidence writer keeps normal CPU priority: %s", exc)
         while (clip := self._queue.get()) is not None:
             try:
                 self._write(clip)
