@@ -36,21 +36,24 @@ class FusedGraph(nn.Module):
     """Frames -> (class probabilities [N, K], p_adv [N][, unfamiliarity [N]]); the trunk up to the detector runs once.
 
     With a `familiarity` module (trainer.familiarity.Unfamiliarity) the graph also scores how
-    unlike the training images each frame is, on the same tap the detector reads.
+    unlike the training images each frame is, at AD(`familiarity_point`) (default: the detector's tap),
+    on the classifier's way from the detector's tap to its logits.
     """
 
-    def __init__(self, model: DetectedClassifier, familiarity: nn.Module | None = None):
+    def __init__(self, model: DetectedClassifier, familiarity: nn.Module | None = None, familiarity_point: int | None = None):
         super().__init__()
         self.pre = FramesToImages(model.classifier.tap_channels[0])
         self.model = model
         self.familiarity = familiarity
+        self.familiarity_point = model.point if familiarity_point is None else familiarity_point
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        m = self.model
+        m, at = self.model, self.familiarity_point
         h = m.classifier.tap(self.pre(frames), m.point)
-        logits, adv_logit = m.classifier.resume(h, m.point), m.detector(h)
-        out = (torch.softmax(logits, dim=1), torch.sigmoid(adv_logit))
-        return out + (self.familiarity(h),) if self.familiarity is not None else out
+        adv_logit = m.detector(h)
+        g = m.classifier.advance(h, m.point, at)
+        out = (torch.softmax(m.classifier.resume(g, at), dim=1), torch.sigmoid(adv_logit))
+        return out + (self.familiarity(g),) if self.familiarity is not None else out
 
 
 def to_onnx(module: nn.Module, input_shape: tuple[int, int, int], output_names: list[str]) -> onnx.ModelProto:

@@ -51,7 +51,7 @@ def export_onnx(run_dir: str | Path, detector: str | None = None, out: str | Pat
         familiarity, outputs = Unfamiliarity(fam["means"], fam["precision"], fam["cell"]), outputs + ["unfamiliarity"]
         report.append(f"familiarity: Mahalanobis score at AD({run.familiarity['point']}), threshold "
                       f"{run.familiarity['threshold']:.4g} ({run.familiarity['fpr']:.0%} of clean validation images above)")
-    fp32 = to_onnx(FusedGraph(run.model, familiarity), run.input_shape, outputs)
+    fp32 = to_onnx(FusedGraph(run.model, familiarity, run.familiarity and run.familiarity["point"]), run.input_shape, outputs)
     reference = reference_scores(run)
     model = fp32
     if precision != "fp32":

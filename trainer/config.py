@@ -131,6 +131,10 @@ class DetectorSpec(DetectorTraining):
         "static", description="static: precomputed adversarial examples (Sec. 3.2); dynamic: made on the fly against the "
                               "detector (Sec. 3.3); adaptive (beyond the paper): the adaptive attack against the current "
                               "detector, mixed with `paper_adversary` (trainer/detect/adaptive.py)")
+    familiarity_point: Optional[int] = Field(None, ge=0, description="where the familiarity score (trainer/familiarity.py) "
+                                             "reads the classifier: AD(familiarity_point), at or after `point`; None = "
+                                             "`point`. A detector on the frame (point 0) wants the classifier's features "
+                                             "here: raw pixels hardly tell road footage from the training images")
     init_from: Optional[str] = Field(None, description="start from this earlier detector's trained weights (same point), "
                                      "e.g. to harden a static detector by dynamic training; None = from scratch as in the paper")
     eps_range: Optional[tuple[float, float]] = Field(
@@ -434,9 +438,12 @@ class Config(Schema):
     @model_validator(mode="after")
     def _check_detectors(self):
         for d in self.detectors:
-            if d.point >= self.model.attachment_points:
-                raise ValueError(f"detector {d.name}: unknown attachment point {d.point}; the {self.model.arch} classifier "
-                                 f"has AD(0) (the frame) to AD({self.model.attachment_points - 1})")
+            for key, point in (("point", d.point), ("familiarity_point", d.familiarity_point)):
+                if point is not None and point >= self.model.attachment_points:
+                    raise ValueError(f"detector {d.name}: {key}: unknown attachment point {point}; the {self.model.arch} "
+                                     f"classifier has AD(0) (the frame) to AD({self.model.attachment_points - 1})")
+            if d.familiarity_point is not None and d.familiarity_point < d.point:
+                raise ValueError(f"detector {d.name}: familiarity_point {d.familiarity_point} lies before point {d.point}")
         names = [d.name for d in self.detectors]
         if len(set(names)) != len(names):
             raise ValueError(f"detector names must be unique, got {names}")

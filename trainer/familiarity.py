@@ -1,4 +1,4 @@
-"""Familiarity: does a frame look like the images the classifier learned? Scored at the detector's tap.
+"""Familiarity: does a frame look like the images the classifier learned? Scored at the detector's tap or a later one.
 
 p_adv means nothing on inputs unlike the training data (real road footage through a
 Fashion-MNIST model scores far above the alert threshold). Following Lee et al., "A Simple
@@ -96,7 +96,8 @@ def ensure(ctx, spec, classifier_sha256: str) -> dict:
     from trainer.detect.data import split_images
 
     path = ctx.files.familiarity(spec.name)
-    stamp = {"classifier_sha256": classifier_sha256, "point": spec.point, "train_limit": spec.train_limit,
+    point = spec.point if spec.familiarity_point is None else spec.familiarity_point
+    stamp = {"classifier_sha256": classifier_sha256, "point": point, "train_limit": spec.train_limit,
              "val_limit": spec.val_limit, "fpr": FPR, "grid": GRID}
     if path.exists():
         done = checkpoint.load(path)
@@ -104,7 +105,7 @@ def ensure(ctx, spec, classifier_sha256: str) -> dict:
             return done
     train_x, train_y = split_images(ctx, "train", spec.train_limit)
     val_x, _ = split_images(ctx, "val", spec.val_limit)
-    result = {**fit(ctx.classifier, spec.point, train_x, train_y, val_x, spec.eval_batch_size, ctx.device), **stamp}
+    result = {**fit(ctx.classifier, point, train_x, train_y, val_x, spec.eval_batch_size, ctx.device), **stamp}
     path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint.save(result, path)
     return result

@@ -211,11 +211,13 @@ def load_run(run_dir: str | Path, detector: str | None = None) -> Run:
 
 
 def _load_familiarity(path: Path, classifier_sha: str, point: int) -> dict | None:
-    """The detector's familiarity statistics, None for runs made before them; stale ones are an error."""
+    """The detector's familiarity statistics, None for runs made before them; stale ones are an error.
+
+    They are fitted at the detector's tap or a later one (the fused graph passes through it on its way to the logits)."""
     if not path.is_file():
         return None
     fam = checkpoint.load(path)
-    if fam.get("classifier_sha256") != classifier_sha or fam.get("point") != point:
+    if fam.get("classifier_sha256") != classifier_sha or fam.get("point", -1) < point:
         raise RunDirError(f"{path} was fitted for another classifier or tap: run `trainer fit` again to refit it")
     return fam
 

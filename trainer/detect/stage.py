@@ -38,7 +38,7 @@ def run_detector_stage(ctx: RunContext) -> None:
         print(f"detector {spec.name}: detectability {ckpt['detectability']:.4f}  AUROC {ckpt['auroc']:.4f}  "
               f"threshold {ckpt['threshold']:.4f} at FPR {ckpt['threshold_fpr']}")
         fam = familiarity.ensure(ctx, spec, classifier_sha256(ctx))
-        print(f"detector {spec.name}: familiarity threshold {fam['threshold']:.4g} at AD({spec.point}), "
+        print(f"detector {spec.name}: familiarity threshold {fam['threshold']:.4g} at AD({fam['point']}), "
               f"{fam['val_rate']:.2%} of {fam['val_images']} clean validation images unfamiliar")
 
 
@@ -67,6 +67,7 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
     exclude = ({"arch"} if spec.arch == "fig1" else set()) | (set() if spec.mode == "adaptive" else ADAPTIVE_ONLY)
     exclude |= WIDENED if not (spec.positives or spec.negatives) else set()
     exclude |= {k for k in LATER if getattr(spec, k) == DetectorSpec.model_fields[k].default}
+    exclude |= {"familiarity_point"}  # the familiarity stage's own stamp holds it
     spec_json = spec.model_dump(mode="json", exclude=exclude)
     calibration = ctx.cfg.calibration
     stamp = {"spec": spec_json, "classifier_sha256": classifier_sha256(ctx),

@@ -36,6 +36,12 @@ class TappedClassifier(nn.Module):
             x = stage(x)
         return x
 
+    def advance(self, h: torch.Tensor, point: int, to: int) -> torch.Tensor:
+        """Activation at AD(to) from the one at AD(point), to >= point."""
+        for stage in self.trunk[point + 1 : to + 1]:
+            h = stage(h)
+        return h
+
     def resume(self, h: torch.Tensor, point: int) -> torch.Tensor:
         """Logits from the activation at AD(point)."""
         for stage in self.trunk[point + 1 :]:
