@@ -8,6 +8,9 @@ disk: when the queue is full the clip is dropped, logged and counted
 (`agent_evidence_dropped{reason="queue_full"}`); so is one that would leave less than
 `alerts.min_free_mb` free (`low_space`) or that the disk fails to take (`write`).
 
+The writer thread runs under SCHED_IDLE (nice 19 where that is refused): encoding PNG takes
+only the CPU that decoding and inference leave.
+
 A folder is written as `.NAME.partial` (PNG frames, then manifest.json, each fsynced) and
 renamed to NAME when whole, so a folder without the dot is always complete. The alert event
 says where its folder will be (`evidence: {path, sha256: null}`) as soon as the alert is
@@ -122,6 +125,7 @@ class EvidenceRecorder(Observer):
                       "robustness": _robustness(ctx.model.metadata)},
             "agent": {"version": agent_version(), "config_sha256": config_sha256(ctx.cfg)},
         }
+        self.writer_priority = "normal"  # what the writer thread got: SCHED_IDLE, nice 19 or normal
         self._writer = threading.Thread(target=self._write_loop, name="evidence-writer", daemon=True)
         self._writer.start()
 
@@ -204,9 +208,11 @@ class EvidenceRecorder(Observer):
         tid = threading.get_native_id()
         try:
             os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+            self.writer_priority = "SCHED_IDLE"
         except (OSError, AttributeError):  # not Linux, or a seccomp filter that forbids it
             try:
                 os.setpriority(os.PRIO_PROCESS, tid, WRITER_NICE)
+                self.writer_priority = f"nice {WRITER_NICE}"
             except OSError as exc:
                 log.warning("evidence writer keeps normal CPU priority: %s", exc)
         while (clip := self._queue.get()) is not None:

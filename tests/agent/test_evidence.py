@@ -57,6 +57,7 @@ def test_evidence_is_written_whole_losslessly_and_replays(tmp_path, model_path, 
     summary = watch.run()
     assert summary.alerts == 2 and summary.frames == 45
     assert all(len(ring) <= 8 for ring in recorder(watch)._rings.values()), "the ring buffer's bound"
+    assert recorder(watch).writer_priority == "SCHED_IDLE", "PNG encoding must not compete with scoring"
 
     logged = events(tmp_path)
     alerts = [e for e in logged if e["event"] == "alert"]
