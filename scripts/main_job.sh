@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # The main job, offline, on real data (Fashion-MNIST): train -> export -> watch a demo stream and real footage.
 # Every step is one of the product's own commands; outputs land in runs/demo/.
+# ./scripts/main_job.sh SEED runs the same recipe with another seed into runs/demo-seedSEED/ (benchmarks/seeds.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=runs/demo
+FIT=(--config configs/demo.yaml)
+if [ $# -gt 0 ]; then
+  if ! [[ "$1" =~ ^[0-9]+$ ]]; then echo "error: SEED must be a non-negative integer, got '$1'" >&2; exit 2; fi
+  RUN=runs/demo-seed$1
+  FIT+=(--set "seed=$1" --set "run_dir=$RUN")
+fi
 FOOTAGE=/tmp/opencv-doc/usr/share/doc/opencv-doc/examples/data  # unpacked by scripts/setup.sh
 start=$(date +%s)
 
 echo "== 1/5 trainer fit: classifier, adversarial examples, detector, calibrated threshold, security audit"
-trainer fit --config configs/demo.yaml
+trainer fit "${FIT[@]}"
 
 echo "== 2/5 export: one fused ONNX graph, verified against PyTorch, with the audit's worst case in its metadata"
 python3 -m export onnx --run "$RUN" --out "$RUN/model.onnx"
@@ -51,6 +58,14 @@ done
 
 echo "== recap"
 sed -n 's/^robustness: /audit of the shipped detector: /p' "$RUN/check.log"
+python3 - "$RUN/audit/audit.json" <<'PY'
+import json, sys
+rows = json.load(open(sys.argv[1]))["tpr_by_size"]
+fmt = lambda key: ", ".join(f"{r['norm']} {r['eps']:g}: {r[key]:.2f}" for r in rows if r[key] is not None)
+print(f"attempt detection (oblivious PGD-10, share of all attacked frames flagged): {fmt('attempts_flagged')}")
+print(f"TPR on the frames that fooled the classifier: {fmt('tpr')}")
+PY
+grep 'bursts: detection' "$RUN/stream/watch.log" || true
 grep 'silent misclassifications' "$RUN/stream/watch.log" || echo "silent misclassifications: not counted (labels.json has no classes)"
 printf '%s\n' "${footage_lines[@]}"
 # The first alert of this run (stream, then footage) whose evidence was written: its `evidence` event
