@@ -69,11 +69,12 @@ def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
 
 
 def calibrate_threshold(clean_scores: torch.Tensor, fpr: float) -> float:
-    """The p_adv threshold t such that at most a fraction `fpr` of `clean_scores` has p_adv >= t (the agent's alert rule).
+    """The p_adv threshold t such that at most a fraction `fpr` of `clean_scores` has p_adv >= t.
 
     With k = floor(fpr * n), t lies midway between the k-th largest clean p_adv and the next smaller
     distinct one: exactly k images reach it unless scores tie there, in which case fewer do (never
-    more). Midway, not at a score, so the agent's float32 p_adv lands on the same side as ours.
+    more). Midway, not at a score, so the agent's rule (p_adv > t, on float32 p_adv) and the trainer's
+    (p_adv >= t, float64) put every calibration image on the same side.
     """
     p = torch.sigmoid(clean_scores.double()).sort(descending=True).values
     k = min(int(np.floor(fpr * len(p) + 1e-9)), len(p) - 1)
@@ -83,7 +84,7 @@ def calibrate_threshold(clean_scores: torch.Tensor, fpr: float) -> float:
 
 
 def alert_rate(logits: torch.Tensor, threshold: float) -> float:
-    """Fraction of images the agent alerts on (p_adv >= `threshold`): the FPR on clean images, the TPR on adversarial ones."""
+    """Fraction of images flagged (p_adv >= `threshold`, as the audit scores): the FPR on clean images, the TPR on adversarial ones."""
     return float((torch.sigmoid(logits.double()) >= threshold).double().mean())
 
 
