@@ -186,6 +186,8 @@ class DetectorSpec(DetectorTraining):
             self._check_adaptive()
         elif self.eps_range is not None or self.eps_ramp_epochs or self.paper_adversary is not None:
             raise ValueError("eps_range, eps_ramp_epochs and paper_adversary apply to mode adaptive only")
+        if self.select == "tpr" and self.mode != "static":
+            raise ValueError("select tpr scores precomputed twins: mode static only")
         if self.mode == "dynamic" and (self.positives or self.negatives):
             raise ValueError("positives and negatives apply to modes static and adaptive")
         if self.mode == "adaptive" and self.positives and (self.paper_adversary is None or self.paper_adversary.name == "dynamic"):

@@ -128,6 +128,8 @@ def test_adaptive_settings_are_rejected_in_other_modes():
     ("detectors=[{name: s, adversary: {name: orthogonal_pgd, eps: 4, threshold: 0.5}}]", "do not fit"),
     ("detectors=[{name: s, adversary: {name: iterative_linf, eps: 4}, point: 7}]", "unknown attachment point 7"),
     ("detectors=[{name: s, adversary: {name: iterative_linf, eps: 4}, arch: resnet}]", "unknown detector arch 'resnet'"),
+    ("detectors=[{name: s, adversary: {name: dynamic, eps: 4}, mode: dynamic, select: tpr}]", "mode static only"),
+    ("detectors=[{name: s, adversary: {name: iterative_linf, eps: 4}, negative_severities: [5]}]", "severity 5 is outside"),
     ("calibration.severities=[1, 4]", "severity 4 is outside 1..3"),
     ("calibration.severities=[0]", "severity 0 is outside 1..3"),
 ])
