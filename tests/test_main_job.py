@@ -6,6 +6,9 @@ import sys
 
 from synthetic import tiny_overrides, write_learnable_cifar
 
+from common.config import load_config
+from trainer.config import Config
+
 
 def run(*args, timeout=400):
     proc = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout)
@@ -14,21 +17,22 @@ def run(*args, timeout=400):
 
 
 def test_train_export_stream_watch(tmp_path):
-    data = write_learnable_cifar(tmp_path / "cifar")
+    data = write_learnable_cifar(tmp_path / "cifar", smooth=True)
     run_dir = tmp_path / "run"
-    detector = {"point": 2, "batch_size": 50, "lr": 0.001, "train_limit": 200, "val_limit": 100, "test_limit": 64}
+    # configs/demo.yaml's own detector (the frame alarm), on fewer images and epochs.
+    shipped = load_config(Config, "configs/demo.yaml").detectors[0].model_dump(mode="json", exclude_defaults=True)
+    pgd = {"name": "pgd", "steps": 5, "restarts": 1}
+    # familiarity on the frame: at this size the classifier's features call every attacked frame unfamiliar (not
+    # judged), which would leave the alarm untested.
+    detector = {**shipped, "familiarity_point": 0, "adversary": {**pgd, "eps": 8},
+                "positives": [{**pgd, "eps": e} for e in (4, 16, 32)], "batch_size": 50, "epochs": 6, "train_limit": 500, "val_limit": 100, "test_limit": 64, "eval_batch_size": 250}
     overrides = [o for o in tiny_overrides(data, run_dir, epochs=3) if not o.startswith(("detectors=", "deploy="))] + [
-        "detectors=" + json.dumps([
-            {"name": "static", "adversary": {"name": "iterative_linf", "eps": 8}, "mode": "static", "epochs": 2, **detector},
-            {"name": "dynamic", "adversary": {"name": "dynamic", "eps": 8, "alpha": 2}, "mode": "dynamic",
-             "init_from": "static", "epochs": 1, **detector},
-        ]),
-        "deploy=dynamic",
+        "detectors=" + json.dumps([detector]), f"deploy={detector['name']}",
         # The demo config's audit stage at a seconds-long size (tests/audit covers what it measures).
         "audit.images=24", "audit.steps=2", "audit.restarts=1", "audit.tpr_eps={linf: [32]}", "audit.footage=[]",
     ]
     run("trainer", "fit", "--config", "configs/demo.yaml", *[a for o in overrides for a in ("--set", o)])
-    assert (run_dir / "detectors" / "dynamic" / "detector.pt").is_file()
+    assert (run_dir / "detectors" / detector["name"] / "detector.pt").is_file()
 
     model = tmp_path / "model.onnx"
     exported = run("export", "onnx", "--run", str(run_dir), "--out", str(model))
@@ -38,7 +42,7 @@ def test_train_export_stream_watch(tmp_path):
     stream = tmp_path / "stream"
     run("trainer", "demo-stream", "--run", str(run_dir), "--out", str(stream), "--frames", "60", "--burst", "5", "--period", "30")
     labels = json.loads((stream / "labels.json").read_text())
-    assert labels["adversarial"] == [15, 16, 17, 18, 19, 45, 46, 47, 48, 49] and labels["detector"] == "dynamic"
+    assert labels["adversarial"] == [15, 16, 17, 18, 19, 45, 46, 47, 48, 49] and labels["detector"] == detector["name"]
     assert labels["kinds"] == {"oblivious": [15, 16, 17, 18, 19], "adaptive": [45, 46, 47, 48, 49]}
     assert labels["attacks"]["adaptive"]["name"] == "adaptive" and 0 < labels["attacks"]["adaptive"]["threshold"] < 1
     assert len(labels["classes"]) == 60 and len(labels["class_names"]) == 10
@@ -47,6 +51,14 @@ def test_train_export_stream_watch(tmp_path):
                   "--labels", str(stream / "labels.json"), "--set", "metrics.port=0",
                   "--set", f"alerts.snapshot_dir={tmp_path / 'snapshots'}", "--set", f"sinks.jsonl={tmp_path / 'alerts.jsonl'}")
     assert "summary: 60 frames" in watched.stderr
+    # The alarm, with margins: the oblivious burst (frames 15-19; measured 3 of 3 judged frames flagged, 2 unfamiliar)
+    # is alerted and most of its judged frames are flagged; clean frames stay quiet (measured 0 of 49).
+    oblivious = re.search(r"oblivious bursts: detection (\d+)/(\d+) = .*alerted on (\d+)/\d+ bursts", watched.stderr)
+    assert oblivious and int(oblivious[2]) >= 2 and int(oblivious[1]) >= 0.6 * int(oblivious[2]), watched.stderr
+    assert int(oblivious[3]) >= 1, watched.stderr
+    quiet = re.search(r"false alarms on clean frames: +(\d+)/(\d+) = ", watched.stderr)
+    assert quiet and int(quiet[1]) <= 0.05 * int(quiet[2]), watched.stderr
+    assert re.search(r"alerts on adversarial frames: \d+, elsewhere: 0", watched.stderr), watched.stderr
     # Frames the familiarity score calls unfamiliar are not judged, so up to all 10 adversarial and
     # all 50 clean frames are.
     for line, frames in (("detection rate on adversarial frames: ", 10), ("false alarms on clean frames:         ", 50)):

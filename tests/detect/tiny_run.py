@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from synthetic import learnable_images
+from synthetic import learnable_images, smoothed
 
 from trainer import checkpoint
 from trainer.config import Config
@@ -20,9 +20,7 @@ from trainer.rundir import RunContext
 
 def _split(n: int, seed: int) -> Split:
     x, y = learnable_images(n, size=16, channels=1, seed=seed)
-    # Blurred so that the background is smooth and a detector has a signal to learn from a few hundred images.
-    x = F.avg_pool2d(torch.from_numpy(x).float(), 3, 1, 1, count_include_pad=False).round().to(torch.uint8)
-    return Split(x, torch.from_numpy(y))
+    return Split(torch.from_numpy(smoothed(x)), torch.from_numpy(y))
 
 
 def tiny_dataset() -> Dataset:
