@@ -141,7 +141,7 @@ class Watch:
 
     def _setup(self, model: str | Path, cameras: list[Camera]) -> None:
         cfg = self.cfg
-        self.info = verify_model(model, cfg.model.sha256)
+        self.info = verify_model(model, cfg.model.sha256, cfg.model.public_key)
         if self.notifier.enabled and (writable := writable_model_files(self.info.path)):
             log.warning("the service can write %s: it could replace its own model; install the model "
                         "read-only as the unit file shows", ", ".join(map(str, writable)))
