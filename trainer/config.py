@@ -156,6 +156,12 @@ class DetectorSpec(DetectorTraining):
     negative_share: float = Field(0.5, ge=0, le=1, description="fraction of negatives that are corrupted copies")
     negative_severities: list[int] = Field([1, 2, 3], min_length=1, description="severities (1..3) the corrupted negatives "
                                            "are drawn from, uniformly")
+    negative_weights: dict[str, float] = Field({}, description="how often each of `negatives` is drawn relative to "
+                                               "the others (unlisted: 1), to show the detector more of the negatives "
+                                               "it confuses with attacks; {} = uniformly")
+    scene_share: float = Field(0.0, ge=0, le=1, description="fraction of negatives replaced every epoch by scenes made from "
+                               "the training images (trainer/detect/scenes.py: zoomed, blended, unevenly lit), so that a "
+                               "frame unlike the data set's is no reason to alarm; 0 = none")
     twins: Literal["all", "one"] = Field("all", description="static mode: all = every adversary (`adversary` and "
                                          "`positives`) makes a twin of every training image, and each epoch draws one; "
                                          "one = each image has a single twin, by one adversary drawn per image from the "
@@ -186,10 +192,17 @@ class DetectorSpec(DetectorTraining):
             self._check_adaptive()
         elif self.eps_range is not None or self.eps_ramp_epochs or self.paper_adversary is not None:
             raise ValueError("eps_range, eps_ramp_epochs and paper_adversary apply to mode adaptive only")
+        unknown = set(self.negative_weights) - set(self.negatives)
+        if unknown:
+            raise ValueError(f"negative_weights names {', '.join(sorted(unknown))}, not among negatives")
+        if any(w <= 0 for w in self.negative_weights.values()):
+            raise ValueError("negative_weights must be positive")
+        if self.negatives and self.negative_share + self.scene_share > 1:
+            raise ValueError(f"negative_share {self.negative_share} and scene_share {self.scene_share} add up to more than 1")
         if self.select == "tpr" and self.mode != "static":
             raise ValueError("select tpr scores precomputed twins: mode static only")
-        if self.mode == "dynamic" and (self.positives or self.negatives):
-            raise ValueError("positives and negatives apply to modes static and adaptive")
+        if self.mode == "dynamic" and (self.positives or self.benign):
+            raise ValueError("positives, negatives and scene_share apply to modes static and adaptive")
         if self.mode == "adaptive" and self.positives and (self.paper_adversary is None or self.paper_adversary.name == "dynamic"):
             raise ValueError("adaptive mode: positives widen a static paper_adversary; set one")
         for p in self.positives:
@@ -197,6 +210,11 @@ class DetectorSpec(DetectorTraining):
                 raise ValueError(f"positives are static adversaries, precomputed once before the detector exists; "
                                  f"{p.name} attacks the detector")
         return self
+
+    @property
+    def benign(self) -> bool:
+        """Whether some negatives are replaced by corrupted copies or scenes, rather than all clean."""
+        return bool(self.negatives) or self.scene_share > 0
 
     def _check_adaptive(self) -> None:
         if self.init_from is None:
@@ -238,6 +256,10 @@ class CalibrationConfig(Schema):
     severities: list[int] = Field([1, 2], min_length=1, description="severities (1..3) of every corruption in the calibration "
                                   "set: the conditions a camera meets on an ordinary day. The FPR at every severity, those "
                                   "left out included, is reported beside the threshold")
+    rule: Literal["pooled", "each"] = Field("pooled", description="pooled: `fpr` on all calibration images together, so one "
+                                            "condition may take more than its share; each: at most `fpr` on the clean images "
+                                            "and on every corruption at every severity alone (the highest of their "
+                                            "thresholds), so no ordinary day's weather alarms more often than that")
     report_fprs: list[float] = Field([0.01, 0.05], description="further false-positive rates to calibrate and report TPR at")
 
     @field_validator("corruptions")

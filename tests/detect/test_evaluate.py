@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.stats import wilson_interval
-from trainer.detect.evaluate import alert_rate, auroc, calibrate_threshold, detectability, roc, tpr_at_fpr
+from trainer.detect.evaluate import alert_rate, auroc, calibrate_threshold, calibrated_threshold, detectability, roc, tpr_at_fpr
 
 
 def test_roc_of_separable_and_of_identical_scores():
@@ -34,6 +34,18 @@ def test_calibrated_threshold_gives_at_most_the_requested_fpr(values, fpr):
     p_adv = torch.sigmoid(scores).tolist()
     if len(set(p_adv)) == len(p_adv):  # without ties in p_adv (not logits) it is exact: floor(fpr * n) above
         assert achieved == np.floor(fpr * len(values) + 1e-9) / len(values)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.lists(st.floats(-30, 30), min_size=1, max_size=120), min_size=1, max_size=6),
+       st.sampled_from([0.01, 0.05, 0.1]))
+def test_the_each_rule_keeps_every_part_at_or_below_the_fpr_and_is_never_looser_than_pooling(parts, fpr):
+    part_scores = [torch.tensor(p, dtype=torch.float64) for p in parts]
+    each = calibrated_threshold(part_scores, fpr, "each")
+    assert all(alert_rate(s, each) <= fpr + 1e-12 for s in part_scores)
+    pooled = calibrated_threshold(part_scores, fpr, "pooled")
+    assert pooled == calibrate_threshold(torch.cat(part_scores), fpr)
+    assert alert_rate(torch.cat(part_scores), each) <= alert_rate(torch.cat(part_scores), pooled)
 
 
 def test_wilson_interval_matches_the_closed_form():

@@ -130,6 +130,9 @@ def test_adaptive_settings_are_rejected_in_other_modes():
     ("detectors=[{name: s, adversary: {name: iterative_linf, eps: 4}, arch: resnet}]", "unknown detector arch 'resnet'"),
     ("detectors=[{name: s, adversary: {name: dynamic, eps: 4}, mode: dynamic, select: tpr}]", "mode static only"),
     ("detectors=[{name: s, adversary: {name: iterative_linf, eps: 4}, negative_severities: [5]}]", "severity 5 is outside"),
+    ("detectors=[{name: s, adversary: {name: iterative_linf, eps: 4}, negatives: [jpeg], negative_share: 0.8, "
+     "scene_share: 0.3}]", "add up to more than 1"),
+    ("calibration.rule=worst", "Input should be 'pooled' or 'each'"),
     ("calibration.severities=[1, 4]", "severity 4 is outside 1..3"),
     ("calibration.severities=[0]", "severity 0 is outside 1..3"),
 ])

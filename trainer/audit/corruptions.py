@@ -6,7 +6,7 @@ Sizes are in pixels of the model's input.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -88,10 +88,14 @@ def _apply(fn: Corruption, img: np.ndarray, severity: int, rng: np.random.Genera
 
 
 def corrupt_randomly(images: np.ndarray, names: list[str], rng: np.random.Generator,
-                     severities: Sequence[int] = tuple(range(1, SEVERITIES + 1))) -> np.ndarray:
-    """`images` uint8 [N, C, H, W], each under a corruption drawn from `names` at a severity drawn from
-    `severities` (1-based): the benign variety a detector learns as negatives."""
-    kinds = rng.integers(len(names), size=len(images))
+                     severities: Sequence[int] = tuple(range(1, SEVERITIES + 1)),
+                     weights: Optional[Sequence[float]] = None) -> np.ndarray:
+    """`images` uint8 [N, C, H, W], each under a corruption drawn from `names` (uniformly, or in proportion to
+    `weights`) at a severity drawn from `severities` (1-based): the benign variety a detector learns as negatives."""
+    if weights is None:
+        kinds = rng.integers(len(names), size=len(images))
+    else:
+        kinds = rng.choice(len(names), size=len(images), p=np.asarray(weights) / np.sum(weights))
     drawn = np.asarray(severities)[rng.integers(len(severities), size=len(images))] - 1
     out = [_apply(CORRUPTIONS[names[k]], img, int(s), rng) for img, k, s in zip(images, kinds, drawn)]
     return np.stack(out).transpose(0, 3, 1, 2) if out else images.copy()

@@ -83,6 +83,14 @@ def calibrate_threshold(clean_scores: torch.Tensor, fpr: float) -> float:
     return float(torch.maximum(mid, torch.nextafter(p[k], torch.tensor(2.0, dtype=p.dtype))))  # adjacent doubles: mid is one
 
 
+def calibrated_threshold(part_scores: list[torch.Tensor], fpr: float, rule: str) -> float:
+    """The p_adv threshold at `fpr` over the calibration set's parts (clean, then each corruption and severity):
+    `pooled` over their union, `each` the highest of the parts' own thresholds, so every part stays at or below `fpr`."""
+    if rule == "pooled":
+        return calibrate_threshold(torch.cat(part_scores), fpr)
+    return max(calibrate_threshold(s, fpr) for s in part_scores)
+
+
 def alert_rate(logits: torch.Tensor, threshold: float) -> float:
     """Fraction of images flagged (p_adv >= `threshold`, as the audit scores): the FPR on clean images, the TPR on adversarial ones."""
     return float((torch.sigmoid(logits.double()) >= threshold).double().mean())

@@ -17,7 +17,7 @@ from trainer import checkpoint, familiarity
 from trainer.audit.corruptions import SEVERITIES, corrupt
 from trainer.config import CalibrationConfig, DetectorSpec
 from trainer.detect.data import split_images, twins
-from trainer.detect.evaluate import calibrate_threshold, detectability, alert_rate, scores, summary
+from trainer.detect.evaluate import calibrated_threshold, detectability, alert_rate, scores, summary
 from trainer.attacks import cached_attack
 from trainer.detect.train import TrainingData, attacked_set, benign_negatives, train_detector
 from trainer.models.detector import DetectedClassifier, build_detector
@@ -26,7 +26,7 @@ from trainer.rundir import RunContext
 EVAL_IMAGES = 256  # test images in eval.pt, for the exporter's parity check
 ADAPTIVE_ONLY = {"eps_range", "eps_ramp_epochs", "paper_adversary", "paper_share"}
 WIDENED = {"positives", "negatives", "negative_share"}  # unset in every detector made before they existed
-LATER = {"negative_severities", "twins", "select", "lr_schedule"}  # left out of stamps at their defaults, as WIDENED
+LATER = {"negative_severities", "twins", "select", "lr_schedule", "scene_share", "negative_weights"}  # left out of stamps at their defaults, as WIDENED
 
 
 def run_detector_stage(ctx: RunContext) -> None:
@@ -71,7 +71,7 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
     spec_json = spec.model_dump(mode="json", exclude=exclude)
     calibration = ctx.cfg.calibration
     stamp = {"spec": spec_json, "classifier_sha256": classifier_sha256(ctx),
-             "calibration": calibration.model_dump(mode="json", exclude=set() if calibration.corruptions else {"corruptions", "severities"})}
+             "calibration": calibration.model_dump(mode="json", exclude=calibration_left_out(calibration))}
     if spec.init_from is not None:  # a hardened detector is stale once the one it starts from changes
         stamp["init_from_sha256"] = checkpoint.sha256(ctx.files.detector(spec.init_from))
     done = ctx.files.detector(spec.name)
@@ -88,7 +88,7 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
     data = training_data(ctx, spec)
     init = None if spec.init_from is None else checkpoint.load(ctx.files.detector(spec.init_from), ctx.device)["state_dict"]
     model = attach(ctx, spec, init)
-    trained = train_detector(model, spec, data, out, ctx.cfg.seed, ctx.cfg.calibration.fpr)
+    trained = train_detector(model, spec, data, out, ctx.cfg.seed, ctx.cfg.calibration)
     test_x, test_y = split_images(ctx, "test", spec.test_limit)
     if spec.mode == "static":
         test_adv = twins(ctx, spec.adversary, "test", spec.test_limit, spec.eval_batch_size)
@@ -115,6 +115,13 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
     checkpoint.save(ckpt, done)
     (out / "train_state.pt").unlink(missing_ok=True)
     return ckpt
+
+
+def calibration_left_out(calibration: CalibrationConfig) -> set[str]:
+    """Calibration settings left out of detector stamps: those that change nothing (severities without
+    corruptions) or were added later and are at their defaults, so older detectors stay valid."""
+    left_out = set() if calibration.corruptions else {"corruptions", "severities"}
+    return left_out | ({"rule"} if calibration.rule == CalibrationConfig.model_fields["rule"].default else set())
 
 
 def _unset_dropped(stamp: dict) -> dict:
@@ -144,10 +151,10 @@ def training_data(ctx: RunContext, spec: DetectorSpec) -> TrainingData:
             data.train_adv = assigned_twins(ctx, adversaries, "train", spec, ctx.cfg.seed)[0][None]
         if spec.mode == "static":
             data.val_adv, data.val_adversary = assigned_twins(ctx, adversaries, "val", spec, ctx.cfg.seed)
-    if spec.negatives:
+    if spec.benign:
         data.val_negatives = benign_negatives(val_x, spec, np.random.default_rng(ctx.cfg.seed))
     if spec.select == "tpr":
-        data.calibration = calibration_set(val_x, ctx.cfg.calibration, ctx.cfg.seed)
+        data.calibration = calibration_parts(val_x, ctx.cfg.calibration, ctx.cfg.seed)
     return data
 
 
@@ -168,10 +175,10 @@ def assigned_twins(ctx: RunContext, adversaries: list, split: str, spec: Detecto
     return out, which
 
 
-def calibration_set(val_x: torch.Tensor, calibration: CalibrationConfig, seed: int) -> torch.Tensor:
-    """The images thresholds are calibrated on: the validation images, and with `calibration.corruptions`
-    a copy of each under every one of them at every one of `calibration.severities`."""
-    return torch.cat([val_x, *(corrupted(val_x, name, s, seed) for name in calibration.corruptions for s in calibration.severities)])
+def calibration_parts(val_x: torch.Tensor, calibration: CalibrationConfig, seed: int) -> list[torch.Tensor]:
+    """The images thresholds are calibrated on, part by part: the validation images, and with
+    `calibration.corruptions` a copy of them under each at each of `calibration.severities`."""
+    return [val_x, *(corrupted(val_x, name, s, seed) for name in calibration.corruptions for s in calibration.severities)]
 
 
 def corrupted(x: torch.Tensor, name: str, severity: int, seed: int) -> torch.Tensor:
@@ -184,17 +191,18 @@ def evaluate(model: DetectedClassifier, spec: DetectorSpec, test_x: torch.Tensor
     """Everything an operator needs from a trained detector, as JSON-ready primitives.
 
     Detectability (footnote 3), ROC/AUROC and TPR at fixed FPRs on the test twins; alert
-    thresholds on p_adv calibrated on `calibration_set` (clean validation images, with
-    corrupted copies if configured), with the FPR they give there and on the clean validation
-    images alone, and the FPR/TPR they give on the test set.
+    thresholds on p_adv calibrated on `calibration_parts` (clean validation images, with
+    corrupted copies if configured) by `calibration.rule`, with the FPR they give there and on
+    the clean validation images alone, and the FPR/TPR they give on the test set.
     """
     fn, bs = model.detector_logit, spec.eval_batch_size
-    clean, adv, val = scores(fn, test_x, bs, device), scores(fn, test_adv, bs, device), scores(fn, val_x, bs, device)
-    calib = scores(fn, calibration_set(val_x, calibration, seed), bs, device)
+    clean, adv = scores(fn, test_x, bs, device), scores(fn, test_adv, bs, device)
+    part_scores = [scores(fn, part, bs, device) for part in calibration_parts(val_x, calibration, seed)]
+    val, calib = part_scores[0], torch.cat(part_scores)
     fprs = sorted(set(calibration.report_fprs) | {calibration.fpr})
     thresholds = []
     for f in fprs:
-        t = calibrate_threshold(calib, f)
+        t = calibrated_threshold(part_scores, f, calibration.rule)
         thresholds.append({"fpr": f, "threshold": t, "val_fpr": alert_rate(calib, t), "val_clean_fpr": alert_rate(val, t),
                            "test_fpr": alert_rate(clean, t), "test_tpr": alert_rate(adv, t)})
     threshold = next(t["threshold"] for t in thresholds if t["fpr"] == calibration.fpr)
@@ -202,12 +210,17 @@ def evaluate(model: DetectedClassifier, spec: DetectorSpec, test_x: torch.Tensor
     described = (f"{len(val_x)} clean validation images and a copy of each under every one of "
                  f"{', '.join(calibration.corruptions)} at severities {severities}" if calibration.corruptions
                  else f"{len(val_x)} clean validation images")
+    if calibration.rule == "each":
+        described += f"; at most {calibration.fpr:g} flagged in each of these sets"
     # Every severity, those left out of calibration included, so a harsher day's false alarms are never silent.
-    by_severity = {str(s): {name: alert_rate(scores(fn, corrupted(val_x, name, s, seed), bs, device), threshold)
+    calibrated = dict(zip([(name, s) for name in calibration.corruptions for s in calibration.severities], part_scores[1:]))
+    by_severity = {str(s): {name: alert_rate(calibrated[name, s] if (name, s) in calibrated
+                                             else scores(fn, corrupted(val_x, name, s, seed), bs, device), threshold)
                             for name in calibration.corruptions} for s in range(1, SEVERITIES + 1)}
     return {"detectability": detectability(fn, test_x, test_adv, bs, device), **summary(clean, adv, fprs),
             "thresholds": thresholds, "threshold": threshold, "threshold_fpr": calibration.fpr,
             "calibration": {"name": "clean+corrupted" if calibration.corruptions else "clean", "set": described,
+                            "rule": calibration.rule,
                             "corruptions": list(calibration.corruptions), "severities": list(calibration.severities),
                             "images": len(calib), "val_fpr_by_severity": by_severity,
                             "clean_val_fpr": alert_rate(val, threshold)},

@@ -18,10 +18,11 @@ from trainer.progress import progress_bar
 
 from trainer.attacks import AttackSpec, dynamic
 from trainer.audit.corruptions import corrupt_randomly
-from trainer.config import DetectorSpec
+from trainer.config import CalibrationConfig, DetectorSpec
 from trainer.detect.adaptive import adaptive_batches, adaptive_validation_set
 from trainer.detect.data import shuffled_union
-from trainer.detect.evaluate import alert_rate, calibrate_threshold, detectability, scores
+from trainer.detect.scenes import scenes
+from trainer.detect.evaluate import alert_rate, calibrated_threshold, detectability, scores
 from trainer.loop import state_copy, train_epochs
 from trainer.models.detector import DetectedClassifier
 
@@ -46,7 +47,7 @@ class TrainingData:
     val_adv: Optional[torch.Tensor] = None  # [N, C, H, W]
     val_adversary: Optional[torch.Tensor] = None  # int64 [N]: which static adversary made each of val_adv
     val_negatives: Optional[torch.Tensor] = None  # uint8 [N, C, H, W]; None = val_x
-    calibration: Optional[torch.Tensor] = None  # uint8 [M, C, H, W]: the calibration set, for selection by `tpr`
+    calibration: Optional[list[torch.Tensor]] = None  # uint8 [M, C, H, W] each: the calibration set's parts, for selection by `tpr`
 
 
 def numpy_rng(gen: torch.Generator) -> np.random.Generator:
@@ -56,12 +57,21 @@ def numpy_rng(gen: torch.Generator) -> np.random.Generator:
 
 def benign_negatives(x: torch.Tensor, spec: DetectorSpec, rng: np.random.Generator) -> torch.Tensor:
     """uint8 images `x` with a share `spec.negative_share` replaced by copies under a random corruption of
-    `spec.negatives` at a random severity: what a camera shows without any attacker."""
-    if not spec.negatives:
+    `spec.negatives` at a random severity, and a further share `spec.scene_share` by scenes made from them:
+    what a camera shows without any attacker."""
+    if not spec.benign:
         return x
-    pick = np.flatnonzero(rng.random(len(x)) < spec.negative_share)
+    draw = rng.random(len(x))
+    corrupted = spec.negative_share if spec.negatives else 0.0
     out = x.clone()
-    out[pick] = torch.from_numpy(corrupt_randomly(x[pick].cpu().numpy(), spec.negatives, rng, spec.negative_severities)).to(x.device)
+    if spec.negatives:
+        pick = np.flatnonzero(draw < corrupted)
+        weights = [spec.negative_weights.get(name, 1.0) for name in spec.negatives] if spec.negative_weights else None
+        out[pick] = torch.from_numpy(corrupt_randomly(x[pick].cpu().numpy(), spec.negatives, rng, spec.negative_severities,
+                                                      weights)).to(x.device)
+    if spec.scene_share:
+        pick = np.flatnonzero((draw >= corrupted) & (draw < corrupted + spec.scene_share))
+        out[pick] = torch.from_numpy(scenes(x[pick].cpu().numpy(), rng)).to(x.device)
     return out
 
 
@@ -141,12 +151,12 @@ def validation_detectability(model: DetectedClassifier, spec: DetectorSpec, data
     return detectability(model.detector_logit, negatives, adv, spec.eval_batch_size, data.val_x.device, seed)
 
 
-def validation_tpr(model: DetectedClassifier, spec: DetectorSpec, data: TrainingData, fpr: float) -> dict:
-    """What the deployed alarm does on validation images: the threshold calibrated at `fpr` on `data.calibration`,
+def validation_tpr(model: DetectedClassifier, spec: DetectorSpec, data: TrainingData, calibration: CalibrationConfig) -> dict:
+    """What the deployed alarm does on validation images: the threshold calibrated as `calibration` says on `data.calibration`,
     and the share of each static adversary's twins flagged at it (`val_tpr_<k>`, k indexing `adversary`, then
     `positives`); `val_tpr` is their mean."""
     fn, bs, device = model.detector_logit, spec.eval_batch_size, data.val_x.device
-    threshold = calibrate_threshold(scores(fn, data.calibration, bs, device), fpr)
+    threshold = calibrated_threshold([scores(fn, part, bs, device) for part in data.calibration], calibration.fpr, calibration.rule)
     adv = scores(fn, data.val_adv, bs, device)
     kinds = data.val_adversary.unique().tolist()
     tpr = {f"val_tpr_{k}": alert_rate(adv[(data.val_adversary == k).cpu()], threshold) for k in kinds}
@@ -154,9 +164,9 @@ def validation_tpr(model: DetectedClassifier, spec: DetectorSpec, data: Training
 
 
 def train_detector(model: DetectedClassifier, spec: DetectorSpec, data: TrainingData, out_dir: Path, seed: int,
-                   fpr: float = 0.01, log: Callable[[str], None] = print) -> dict:
+                   calibration: CalibrationConfig = CalibrationConfig(), log: Callable[[str], None] = print) -> dict:
     """Train `model.detector` as `spec` says; returns the best state_dict by the validation number `spec.select`
-    (with `tpr`, at the threshold calibrated at `fpr` on `data.calibration`).
+    (with `tpr`, at the threshold calibrated as `calibration` says on `data.calibration`).
 
     Runs on the shared epoch loop (trainer/loop.py): `out_dir/train_state.pt` after every epoch,
     so an interrupted run resumes at the next one, and a line per epoch in `out_dir/metrics.jsonl`.
@@ -175,12 +185,12 @@ def train_detector(model: DetectedClassifier, spec: DetectorSpec, data: Training
     def validate_all() -> dict:
         detector.eval()
         if spec.select == "tpr":
-            return validation_tpr(model, spec, data, fpr)
+            return validation_tpr(model, spec, data, calibration)
         return {"val_detectability": validation_detectability(model, spec, data, seed)}
 
     def run_epoch(epoch: int, gen: torch.Generator) -> dict:
         # Drawn only when used: detectors without negatives see the batches they always saw.
-        negatives = benign_negatives(data.train_x, spec, numpy_rng(gen)) if spec.negatives else data.train_x
+        negatives = benign_negatives(data.train_x, spec, numpy_rng(gen)) if spec.benign else data.train_x
         twins = None if data.train_adv is None else pick_twins(data.train_adv, gen)
         batches = {"static": lambda: static_batches(negatives, twins, spec.batch_size, gen),
                    "dynamic": lambda: dynamic_batches(model, spec, data, gen),
