@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import torch
 
-from trainer import checkpoint, familiarity
+from trainer import checkpoint, familiarity, stamped
 from trainer.audit.corruptions import SEVERITIES, corrupt
 from trainer.config import CalibrationConfig, DetectorSpec
 from trainer.detect.data import split_images, twins
@@ -75,15 +75,14 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
     if spec.init_from is not None:  # a hardened detector is stale once the one it starts from changes
         stamp["init_from_sha256"] = checkpoint.sha256(ctx.files.detector(spec.init_from))
     done = ctx.files.detector(spec.name)
-    if done.exists():
-        ckpt = checkpoint.load(done, ctx.device)
-        if _unset_dropped({k: ckpt.get(k) for k in stamp}) == stamp:
-            return ckpt
-    if (out / "spec.json").exists() and _unset_dropped(json.loads((out / "spec.json").read_text())) != stamp:
+    ckpt = stamped.load(done, stamp, key=None, old=_unset_dropped, device=ctx.device)
+    if ckpt is not None:
+        return ckpt
+    begun = out / "spec.json"  # the stamp alone, while training is under way
+    if begun.exists() and stamped.load(begun, stamp, key=None, old=_unset_dropped) is None:
         print(f"detector {spec.name}: config or classifier changed, training it again")
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "spec.json").write_text(json.dumps(stamp, indent=1))
+    stamped.save(begun, {}, stamp, key=None)
 
     data = training_data(ctx, spec)
     init = None if spec.init_from is None else checkpoint.load(ctx.files.detector(spec.init_from), ctx.device)["state_dict"]
@@ -104,7 +103,6 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
         "thresholds": [{"fpr": t["fpr"], "threshold": t["threshold"]} for t in report["thresholds"]],
         **{k: report[k] for k in ("threshold", "threshold_fpr", "detectability", "auroc")},
         "calibration_set": report["calibration"],  # "calibration" is the stamp's config
-        **stamp,
     }
     (out / "evaluation.json").write_text(json.dumps(report, indent=1))
     n = min(EVAL_IMAGES, len(test_x))
@@ -112,7 +110,7 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
     checkpoint.save({"clean": test_x[:n].to("cpu", copy=True), "adversarial": test_adv[:n].to("cpu", torch.float32, copy=True),
                      "labels": test_y[:n].to("cpu", copy=True)},
                     ctx.files.eval_images(spec.name))
-    checkpoint.save(ckpt, done)
+    ckpt = stamped.save(done, ckpt, stamp, key=None)
     (out / "train_state.pt").unlink(missing_ok=True)
     return ckpt
 
