@@ -154,7 +154,7 @@ def main() -> None:
     if args.run:
         run = load_run(args.run, args.detector)
         cases = [(f"{run.dir.name}/{run.detector_name}", run.model, run.input_shape, run.images.clean,
-                  run.images.adversarial, float(run.detector_ckpt["threshold"]), "the run's held-out images")]
+                  run.images.adversarial, run.detector_ckpt.threshold, "the run's held-out images")]
     else:
         shape = (32, 32, 3)
         clean = rng.integers(0, 256, (128, 3, 32, 32), dtype=np.int16)

@@ -20,6 +20,7 @@ from trainer.detect.data import split_images, twins
 from trainer.detect.evaluate import calibrate_threshold, detectability, alert_rate, scores, summary
 from trainer.attacks import cached_attack
 from trainer.detect.train import TrainingData, attacked_set, benign_negatives, train_detector
+from trainer.detector_checkpoint import DetectorCheckpoint
 from trainer.models.detector import DetectedClassifier, build_detector
 from trainer.rundir import RunContext
 
@@ -35,8 +36,8 @@ def run_detector_stage(ctx: RunContext) -> None:
         return
     for spec in ctx.cfg.detectors:
         ckpt = ensure_detector(ctx, spec)
-        print(f"detector {spec.name}: detectability {ckpt['detectability']:.4f}  AUROC {ckpt['auroc']:.4f}  "
-              f"threshold {ckpt['threshold']:.4f} at FPR {ckpt['threshold_fpr']}")
+        print(f"detector {spec.name}: detectability {ckpt.detectability:.4f}  AUROC {ckpt.auroc:.4f}  "
+              f"threshold {ckpt.threshold:.4f} at FPR {ckpt.threshold_fpr}")
         fam = familiarity.ensure(ctx, spec, classifier_sha256(ctx))
         print(f"detector {spec.name}: familiarity threshold {fam['threshold']:.4g} at AD({fam['point']}), "
               f"{fam['val_rate']:.2%} of {fam['val_images']} clean validation images unfamiliar")
@@ -58,8 +59,8 @@ def attach(ctx: RunContext, spec: DetectorSpec, state_dict: dict | None = None) 
     return DetectedClassifier(ctx.classifier, detector.to(ctx.device).eval(), spec.point)
 
 
-def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
-    """The `detector.pt` dict of `spec`, training and evaluating it first unless already done."""
+def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> DetectorCheckpoint:
+    """The `detector.pt` of `spec`, training and evaluating it first unless already done."""
     out = ctx.files.detector_dir(spec.name)
     # Fig. 1's detector was the only one before `arch` existed: leaving its default out of the
     # stamp keeps the detectors of earlier runs valid instead of retraining them all.
@@ -75,9 +76,9 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
     if spec.init_from is not None:  # a hardened detector is stale once the one it starts from changes
         stamp["init_from_sha256"] = checkpoint.sha256(ctx.files.detector(spec.init_from))
     done = ctx.files.detector(spec.name)
-    ckpt = stamped.load(done, stamp, key=None, old=_unset_dropped, device=ctx.device)
-    if ckpt is not None:
-        return ckpt
+    saved = stamped.load(done, stamp, key=None, old=_unset_dropped, device=ctx.device)
+    if saved is not None:
+        return DetectorCheckpoint.from_dict(saved, str(done))
     begun = out / "spec.json"  # the stamp alone, while training is under way
     if begun.exists() and stamped.load(begun, stamp, key=None, old=_unset_dropped) is None:
         print(f"detector {spec.name}: config or classifier changed, training it again")
@@ -85,7 +86,7 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
     stamped.save(begun, {}, stamp, key=None)
 
     data = training_data(ctx, spec)
-    init = None if spec.init_from is None else checkpoint.load(ctx.files.detector(spec.init_from), ctx.device)["state_dict"]
+    init = None if spec.init_from is None else DetectorCheckpoint.load(ctx.files.detector(spec.init_from), ctx.device).state_dict
     model = attach(ctx, spec, init)
     trained = train_detector(model, spec, data, out, ctx.cfg.seed, ctx.cfg.calibration.fpr)
     test_x, test_y = split_images(ctx, "test", spec.test_limit)
@@ -94,25 +95,24 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
     else:
         test_adv = attacked_set(model, spec, test_x, test_y, ctx.cfg.seed + 1)
     report = evaluate(model, spec, test_x, test_adv, data.val_x, ctx.cfg.calibration, ctx.device, ctx.cfg.seed)
-    ckpt = {
-        "name": spec.name, "point": spec.point, "arch": spec.arch,
-        "in_channels": ctx.classifier.tap_channels[spec.point],
-        "adversary": {"name": spec.adversary.name, **spec.adversary.params()}, "mode": spec.mode,
-        "state_dict": {k: v.cpu() for k, v in trained["state_dict"].items()},
+    ckpt = DetectorCheckpoint(
+        name=spec.name, point=spec.point, arch=spec.arch, in_channels=ctx.classifier.tap_channels[spec.point],
+        adversary={"name": spec.adversary.name, **spec.adversary.params()}, mode=spec.mode,
+        state_dict={k: v.cpu() for k, v in trained["state_dict"].items()},
         **{k: v for k, v in trained.items() if k != "state_dict"},  # the validation number it was selected by
-        "thresholds": [{"fpr": t["fpr"], "threshold": t["threshold"]} for t in report["thresholds"]],
+        thresholds=[{"fpr": t["fpr"], "threshold": t["threshold"]} for t in report["thresholds"]],
         **{k: report[k] for k in ("threshold", "threshold_fpr", "detectability", "auroc")},
-        "calibration_set": report["calibration"],  # "calibration" is the stamp's config
-    }
+        calibration_set=report["calibration"],  # "calibration" is the stamp's config
+    )
     (out / "evaluation.json").write_text(json.dumps(report, indent=1))
     n = min(EVAL_IMAGES, len(test_x))
     # A copy, even on the CPU: a slice would save the whole test split it views.
     checkpoint.save({"clean": test_x[:n].to("cpu", copy=True), "adversarial": test_adv[:n].to("cpu", torch.float32, copy=True),
                      "labels": test_y[:n].to("cpu", copy=True)},
                     ctx.files.eval_images(spec.name))
-    ckpt = stamped.save(done, ckpt, stamp, key=None)
+    saved = stamped.save(done, ckpt.to_dict(), stamp, key=None)
     (out / "train_state.pt").unlink(missing_ok=True)
-    return ckpt
+    return DetectorCheckpoint.from_dict(saved, str(done))
 
 
 def _unset_dropped(stamp: dict) -> dict:

@@ -47,7 +47,7 @@ def grid_detector_spec(ctx, adversary: AttackSpec, point: int, mode: str = "stat
 def grid_detector(ctx, adversary: AttackSpec, point: int) -> DetectedClassifier:
     """The trained static detector for `adversary` at AD(point) (trained first if needed), attached to the classifier."""
     spec = grid_detector_spec(ctx, adversary, point)
-    return attach(ctx, spec, ensure_detector(ctx, spec)["state_dict"])
+    return attach(ctx, spec, ensure_detector(ctx, spec).state_dict)
 
 
 def test_set(ctx, limit: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
