@@ -29,7 +29,7 @@ from trainer.detect.evaluate import auroc
 from export.graph import FramesToImages, FusedGraph, to_onnx
 from trainer.rundir import load_run
 from export.variants import to_int8
-from trainer.models import DetectedClassifier, ResNet, build_detector
+from trainer.models import DetectedClassifier, ResNet
 from trainer.models.detector import ARCHS
 
 
@@ -59,7 +59,7 @@ def random_model(depth: int, point: int, arch: str = "fig1", seed: int = 0) -> D
     """ResNet-`depth` + `arch` detector at AD(`point`) with random weights and non-trivial BatchNorm statistics."""
     torch.manual_seed(seed)
     classifier = ResNet(depth, 3, 10)
-    model = DetectedClassifier(classifier, build_detector(arch, classifier.tap_channels[point], point), point)
+    model = DetectedClassifier.build(classifier, arch, point)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.normal_(0, 0.1)

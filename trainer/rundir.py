@@ -28,7 +28,7 @@ from trainer.config import Config, ModelConfig
 from trainer.data import Dataset
 from trainer.detector_checkpoint import DetectorCheckpoint
 from trainer.models.build import build_classifier
-from trainer.models.detector import DetectedClassifier, build_detector
+from trainer.models.detector import DetectedClassifier
 from trainer.models.tapped import TappedClassifier
 
 # Size of the stand-in image set when a run has no eval.pt; enough for a parity check on a CPU.
@@ -107,10 +107,7 @@ def load_detected_classifier(run_dir: str | Path, detector_name: str, device: st
     """Classifier + trained detector `detector_name` of a run, in eval mode, with both checkpoints' metadata."""
     classifier, cls_ckpt = load_classifier(run_dir, device)
     det_ckpt = DetectorCheckpoint.load(RunDir(run_dir).detector(detector_name), device)
-    detector = build_detector(det_ckpt.arch, det_ckpt.in_channels, det_ckpt.point)
-    detector.load_state_dict(det_ckpt.state_dict)
-    model = DetectedClassifier(classifier, detector, det_ckpt.point).to(device).eval()
-    return model, cls_ckpt, det_ckpt
+    return DetectedClassifier.build(classifier, det_ckpt.arch, det_ckpt.point, det_ckpt.state_dict), cls_ckpt, det_ckpt
 
 
 def detector_names(run_dir: Path) -> list[str]:

@@ -21,7 +21,7 @@ from trainer.detect.evaluate import calibrate_threshold, detectability, alert_ra
 from trainer.attacks import cached_attack
 from trainer.detect.train import TrainingData, attacked_set, benign_negatives, train_detector
 from trainer.detector_checkpoint import DetectorCheckpoint
-from trainer.models.detector import DetectedClassifier, build_detector
+from trainer.models.detector import DetectedClassifier
 from trainer.rundir import RunContext
 
 EVAL_IMAGES = 256  # test images in eval.pt, for the exporter's parity check
@@ -53,10 +53,7 @@ def attach(ctx: RunContext, spec: DetectorSpec, state_dict: dict | None = None) 
     if spec.point >= len(ctx.classifier.tap_channels):
         raise ValueError(f"detector {spec.name}: point {spec.point} exceeds the classifier's AD(0)..AD({len(ctx.classifier.tap_channels) - 1})")
     torch.manual_seed(ctx.cfg.seed)
-    detector = build_detector(spec.arch, ctx.classifier.tap_channels[spec.point], spec.point)
-    if state_dict is not None:
-        detector.load_state_dict(state_dict)
-    return DetectedClassifier(ctx.classifier, detector.to(ctx.device).eval(), spec.point)
+    return DetectedClassifier.build(ctx.classifier, spec.arch, spec.point, state_dict)
 
 
 def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> DetectorCheckpoint:
