@@ -29,7 +29,7 @@ from trainer.detect.evaluate import auroc
 from export.graph import FramesToImages, FusedGraph, to_onnx
 from trainer.rundir import load_run
 from export.variants import to_int8
-from trainer.models import DetectedClassifier, ResNet, build_detector
+from trainer.models import DetectedClassifier, ResNet
 from trainer.models.detector import ARCHS
 
 
@@ -59,7 +59,7 @@ def random_model(depth: int, point: int, arch: str = "fig1", seed: int = 0) -> D
     """ResNet-`depth` + `arch` detector at AD(`point`) with random weights and non-trivial BatchNorm statistics."""
     torch.manual_seed(seed)
     classifier = ResNet(depth, 3, 10)
-    model = DetectedClassifier(classifier, build_detector(arch, classifier.tap_channels[point], point), point)
+    model = DetectedClassifier.build(classifier, arch, point)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.normal_(0, 0.1)
@@ -154,7 +154,7 @@ def main() -> None:
     if args.run:
         run = load_run(args.run, args.detector)
         cases = [(f"{run.dir.name}/{run.detector_name}", run.model, run.input_shape, run.images.clean,
-                  run.images.adversarial, float(run.detector_ckpt["threshold"]), "the run's held-out images")]
+                  run.images.adversarial, run.detector_ckpt.threshold, "the run's held-out images")]
     else:
         shape = (32, 32, 3)
         clean = rng.integers(0, 256, (128, 3, 32, 32), dtype=np.int16)

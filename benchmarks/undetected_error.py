@@ -25,7 +25,7 @@ from trainer.attacks import AttackSpec, run_attack  # noqa: E402
 from trainer.config import Config  # noqa: E402
 from trainer.data import load_dataset  # noqa: E402
 from common.stats import wilson_interval  # noqa: E402
-from trainer.models.build import load_detected_classifier  # noqa: E402
+from trainer.rundir import load_detected_classifier  # noqa: E402
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     model, _, ckpt = load_detected_classifier(args.run, args.detector)
-    threshold = ckpt["threshold"]
+    threshold = ckpt.threshold
     test = load_dataset(load_config(Config, args.run / "config.yaml").data).test
     x = test.images[args.offset : args.offset + args.images].float()
     y = test.labels[args.offset : args.offset + args.images]

@@ -108,7 +108,7 @@ def compare(session: ort.InferenceSession, run: Run, reference: Scores, precisio
             tolerances: Tolerances = Tolerances()) -> Comparison:
     """Run the graph on the run's images and judge it against the PyTorch `reference`."""
     graph = session_scores(session, run.images)
-    return judge(precision, reference, graph, run.images, float(run.detector_ckpt["threshold"]), tolerances)
+    return judge(precision, reference, graph, run.images, run.detector_ckpt.threshold, tolerances)
 
 
 def judge(precision: str, reference: Scores, graph: Scores, images: EvalImages, threshold: float,

@@ -35,12 +35,12 @@ def build(run: Run, precision: str) -> ModelMetadata:
             input_height=height, input_width=width, input_channels=channels,
             color_order="BGR" if channels == 3 else "GRAY",
             resize_interpolation="area",  # the trainer resizes folder data sets with cv2.INTER_AREA
-            threshold=det["threshold"], threshold_fpr=det["threshold_fpr"], thresholds=det["thresholds"],
-            attach_point=f"AD({int(det['point'])})", adversary=det["adversary"], detector_mode=str(det["mode"]),
-            dataset=str(cls["dataset"]), test_accuracy=cls["test_acc"], detectability=det["detectability"],
-            auroc=det["auroc"], classifier_sha256=run.classifier_sha256, detector_sha256=run.detector_sha256,
+            threshold=det.threshold, threshold_fpr=det.threshold_fpr, thresholds=det.thresholds,
+            attach_point=f"AD({det.point})", adversary=det.adversary, detector_mode=det.mode,
+            dataset=str(cls["dataset"]), test_accuracy=cls["test_acc"], detectability=det.detectability,
+            auroc=det.auroc, classifier_sha256=run.classifier_sha256, detector_sha256=run.detector_sha256,
             package_version=package_version(), precision=precision, robustness=run.robustness,
-            familiarity=run.familiarity, calibration=det.get("calibration_set"),
+            familiarity=run.familiarity, calibration=det.calibration_set,
         )
     except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         first = str(exc).splitlines()[0] if isinstance(exc, KeyError) else " ".join(str(exc).split())[:200]

@@ -42,7 +42,7 @@ def export_onnx(run_dir: str | Path, detector: str | None = None, out: str | Pat
     run = load_run(run_dir, detector)
     meta = metadata.build(run, precision)  # before the slow part: a checkpoint lacking a field fails now
     out = Path(out) if out is not None else default_out(run_dir, run.detector_name, precision)
-    report = [f"run {run.dir}, detector {run.detector_name} at AD({run.detector_ckpt['point']}), "
+    report = [f"run {run.dir}, detector {run.detector_name} at AD({run.detector_ckpt.point}), "
               f"input {'x'.join(map(str, run.input_shape))}", f"robustness: {describe_robustness(meta.to_props())}"]
 
     familiarity, outputs = None, ["probs", "p_adv"]

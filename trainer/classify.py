@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from trainer.progress import progress_bar
 
-from trainer import checkpoint
+from trainer import checkpoint, stamped
 from trainer.adversarial import pgd_accuracy, training_images
 from trainer.augment import random_crop_flip
 from trainer.config import Config
@@ -54,11 +54,11 @@ def train_classifier(cfg: Config, data: Dataset, device: torch.device, world: Wo
     stamp = classifier_stamp(cfg)
     if files.classifier.exists():
         done = checkpoint.load(files.classifier, device)
-        if "stamp" not in done:
+        if stamped.STAMP not in done:
             if world.is_main:
                 print(f"classifier: {files.classifier} predates config stamps; reusing it (delete it to retrain)")
             return done
-        if done["stamp"] == stamp:
+        if stamped.made_under(done, stamp):
             return done
         if world.is_main:
             print("classifier: config changed since it was trained, training it again")
@@ -121,9 +121,9 @@ def train_classifier(cfg: Config, data: Dataset, device: torch.device, world: Wo
     best_val = train_epochs(model, {"optimizer": opt, "scheduler": sched}, run_epoch, epochs=t.epochs, seed=cfg.seed,
                             device=device, select="val_acc" if adv is None else "val_robust_acc", state_path=files.classifier_last,
                             metrics_path=files.metrics, label="classifier", stamp=stamp, writes=world.is_main)
-    result = {**_finish(cfg, model, data), "stamp": stamp}
+    result = _finish(cfg, model, data)
     if world.is_main:
-        checkpoint.save(result, files.classifier)
+        result = stamped.save(files.classifier, result, stamp)
         files.classifier_last.unlink(missing_ok=True)
         robust = "" if adv is None else f", PGD-{adv.guard_steps} val acc at eps {adv.eps:g} {best_val:.4f}"
         print(f"classifier: val acc {result['val_acc']:.4f}{robust}, test acc {result['test_acc']:.4f} -> {files.classifier}")

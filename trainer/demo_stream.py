@@ -20,6 +20,7 @@ from common.config import load_config
 from trainer.attacks import AttackSpec, run_attack
 from trainer.config import Config
 from trainer.data import load_dataset
+from trainer.detector_checkpoint import DetectorCheckpoint
 from trainer.rundir import RunDir, load_detected_classifier, resolve_detector
 
 
@@ -37,7 +38,7 @@ def burst_kinds(adversarial: list[int], period: int) -> dict[str, list[int]]:
     return {kind: [i for i in adversarial if BURST_KINDS[(i // period) % len(BURST_KINDS)] == kind] for kind in BURST_KINDS}
 
 
-def burst_attacks(det_ckpt: dict, adaptive_steps: int = 60, adaptive_restarts: int = 1) -> dict[str, AttackSpec]:
+def burst_attacks(det_ckpt: DetectorCheckpoint, adaptive_steps: int = 60, adaptive_restarts: int = 1) -> dict[str, AttackSpec]:
     """The attack of each burst kind.
 
     oblivious: an attacker who sees the classifier but not the internal detector (the paper's
@@ -47,10 +48,9 @@ def burst_attacks(det_ckpt: dict, adaptive_steps: int = 60, adaptive_restarts: i
     what an adaptive attacker does to the agent in seconds (100 steps x 3 restarts cost the main
     job 28 s more); `trainer audit` is where steps and restarts count.
     """
-    adversary = dict(det_ckpt["adversary"])
-    eps = adversary["eps"]
-    oblivious = AttackSpec(**adversary) if det_ckpt["mode"] == "static" else AttackSpec(name="iterative_linf", eps=eps)
-    adaptive = AttackSpec(name="adaptive", eps=eps, threshold=det_ckpt["threshold"], steps=adaptive_steps,
+    eps = det_ckpt.adversary["eps"]
+    oblivious = AttackSpec(**det_ckpt.adversary) if det_ckpt.mode == "static" else AttackSpec(name="iterative_linf", eps=eps)
+    adaptive = AttackSpec(name="adaptive", eps=eps, threshold=det_ckpt.threshold, steps=adaptive_steps,
                           restarts=adaptive_restarts)
     return {"oblivious": oblivious, "adaptive": adaptive}
 

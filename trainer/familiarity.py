@@ -92,20 +92,16 @@ def fit(classifier: TappedClassifier, point: int, train_x: torch.Tensor, train_y
 
 def ensure(ctx, spec, classifier_sha256: str) -> dict:
     """RUN/detectors/<spec.name>/familiarity.pt, fitted unless done for this classifier, tap and image sets."""
-    from trainer import checkpoint
+    from trainer import stamped
     from trainer.detect.data import split_images
 
-    path = ctx.files.familiarity(spec.name)
     point = spec.point if spec.familiarity_point is None else spec.familiarity_point
     stamp = {"classifier_sha256": classifier_sha256, "point": point, "train_limit": spec.train_limit,
              "val_limit": spec.val_limit, "fpr": FPR, "grid": GRID}
-    if path.exists():
-        done = checkpoint.load(path)
-        if {k: done.get(k) for k in stamp} == stamp:
-            return done
-    train_x, train_y = split_images(ctx, "train", spec.train_limit)
-    val_x, _ = split_images(ctx, "val", spec.val_limit)
-    result = {**fit(ctx.classifier, point, train_x, train_y, val_x, spec.eval_batch_size, ctx.device), **stamp}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint.save(result, path)
-    return result
+
+    def compute() -> dict:
+        train_x, train_y = split_images(ctx, "train", spec.train_limit)
+        val_x, _ = split_images(ctx, "val", spec.val_limit)
+        return fit(ctx.classifier, point, train_x, train_y, val_x, spec.eval_batch_size, ctx.device)
+
+    return stamped.cached(ctx.files.familiarity(spec.name), stamp, compute, key=None)

@@ -5,7 +5,7 @@
     RUN/classifier_last.pt                resumable training state until then
     RUN/metrics.jsonl                     one line per classifier epoch
     RUN/attacks/                          cached adversarial sets
-    RUN/detectors/<NAME>/detector.pt      a trained, calibrated detector; marks it done (stamped)
+    RUN/detectors/<NAME>/detector.pt      a trained, calibrated detector (trainer.detector_checkpoint); marks it done (stamped)
     RUN/detectors/<NAME>/eval.pt          held-out clean/adversarial test images (for export's parity check)
     RUN/detectors/<NAME>/familiarity.pt   feature statistics at the detector's tap (trainer.familiarity)
     RUN/detectors/<NAME>/spec.json, train_state.pt, metrics.jsonl, evaluation.json
@@ -26,8 +26,9 @@ from trainer import checkpoint
 from trainer.audit.summary import shipped_robustness
 from trainer.config import Config, ModelConfig
 from trainer.data import Dataset
+from trainer.detector_checkpoint import DetectorCheckpoint
 from trainer.models.build import build_classifier
-from trainer.models.detector import DetectedClassifier, build_detector
+from trainer.models.detector import DetectedClassifier
 from trainer.models.tapped import TappedClassifier
 
 # Size of the stand-in image set when a run has no eval.pt; enough for a parity check on a CPU.
@@ -102,15 +103,11 @@ def load_classifier(run_dir: str | Path, device: str | torch.device = "cpu") -> 
 
 
 def load_detected_classifier(run_dir: str | Path, detector_name: str, device: str | torch.device = "cpu"
-                             ) -> tuple[DetectedClassifier, dict, dict]:
+                             ) -> tuple[DetectedClassifier, dict, DetectorCheckpoint]:
     """Classifier + trained detector `detector_name` of a run, in eval mode, with both checkpoints' metadata."""
     classifier, cls_ckpt = load_classifier(run_dir, device)
-    det_ckpt = checkpoint.load(RunDir(run_dir).detector(detector_name), device)
-    # Checkpoints from before the `arch` key hold Fig. 1's detector.
-    detector = build_detector(det_ckpt.get("arch", "fig1"), det_ckpt["in_channels"], det_ckpt["point"])
-    detector.load_state_dict(det_ckpt["state_dict"])
-    model = DetectedClassifier(classifier, detector, det_ckpt["point"]).to(device).eval()
-    return model, cls_ckpt, det_ckpt
+    det_ckpt = DetectorCheckpoint.load(RunDir(run_dir).detector(detector_name), device)
+    return DetectedClassifier.build(classifier, det_ckpt.arch, det_ckpt.point, det_ckpt.state_dict), cls_ckpt, det_ckpt
 
 
 def detector_names(run_dir: Path) -> list[str]:
@@ -182,7 +179,7 @@ class Run:
     detector_name: str
     model: DetectedClassifier
     classifier_ckpt: dict
-    detector_ckpt: dict
+    detector_ckpt: DetectorCheckpoint
     input_shape: tuple[int, int, int]  # (H, W, C) of the frames the graph takes
     classifier_sha256: str
     detector_sha256: str
@@ -203,11 +200,11 @@ def load_run(run_dir: str | Path, detector: str | None = None) -> Run:
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # missing fields, shape mismatches
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise RunDirError(f"cannot build the model of {run_dir} / {name}: {type(exc).__name__}: {first}") from None
-    images = _load_images(files.eval_images(name), shape, det_ckpt.get("adversary") or {})
+    images = _load_images(files.eval_images(name), shape, det_ckpt.adversary)
     cls_sha, det_sha = checkpoint.sha256(files.classifier), checkpoint.sha256(files.detector(name))
     return Run(run_dir, name, model, cls_ckpt, det_ckpt, shape, cls_sha, det_sha, images,
                shipped_robustness(run_dir, cls_sha, det_sha),
-               _load_familiarity(files.familiarity(name), cls_sha, int(det_ckpt["point"])))
+               _load_familiarity(files.familiarity(name), cls_sha, det_ckpt.point))
 
 
 def _load_familiarity(path: Path, classifier_sha: str, point: int) -> dict | None:

@@ -16,7 +16,7 @@ def _noise_fpr(ctx, name: str) -> float:
     model, _, ckpt = load_detected_classifier(ctx.run_dir, name)
     noisy = torch.from_numpy(corrupt(ctx.dataset.test.images.numpy(), "gaussian_noise", 1, seed=5))
     with torch.no_grad():
-        return (torch.sigmoid(model.detector_logit(noisy.float())) >= ckpt["threshold"]).float().mean().item()
+        return (torch.sigmoid(model.detector_logit(noisy.float())) >= ckpt.threshold).float().mean().item()
 
 
 def test_a_detector_trained_on_corrupted_negatives_false_alarms_less_on_sensor_noise(tiny_dataset, classifier_file, tmp_path):
@@ -31,7 +31,7 @@ def test_calibration_on_corrupted_images_is_named_and_reports_the_clean_fpr(tiny
     calibration = {"fpr": 0.05, "corruptions": ["gaussian_noise", "jpeg"]}
     ctx = make_ctx(tmp_path / "run", classifier_file, tiny_dataset, {"detectors": [NOISY], "calibration": calibration})
     ckpt = ensure_detector(ctx, ctx.cfg.detectors[0])
-    used = ckpt["calibration_set"]
+    used = ckpt.calibration_set
     assert used["name"] == "clean+corrupted" and used["corruptions"] == ["gaussian_noise", "jpeg"]
     assert used["severities"] == [1, 2]
     assert used["images"] == (1 + 2 * 2) * TRAIN["val_limit"]  # clean, and each corruption at severities 1 and 2
@@ -56,5 +56,5 @@ def test_the_threshold_flags_at_most_its_fpr_of_clean_and_mildly_corrupted_valid
     images = torch.cat([val, *(torch.from_numpy(corrupt(val.numpy(), name, s, seed=ctx.cfg.seed + 1))
                                for name in corruptions for s in (0, 1))])
     with torch.no_grad():
-        flagged = torch.sigmoid(model.detector_logit(images.float())) >= ckpt["threshold"]
+        flagged = torch.sigmoid(model.detector_logit(images.float())) >= ckpt.threshold
     assert len(images) == 700 and flagged.sum().item() <= 7, flagged.sum().item()

@@ -50,7 +50,7 @@ def attempts_flagged(ctx, name: str, eps: float) -> float:
     torch.manual_seed(0)
     adv = quantise(run_attack(AttackSpec(name="pgd", eps=eps, steps=10, restarts=1), model.classifier, x, y)).float()
     with torch.no_grad():
-        return (torch.sigmoid(model.detector_logit(adv)) >= ckpt["threshold"]).float().mean().item()
+        return (torch.sigmoid(model.detector_logit(adv)) >= ckpt.threshold).float().mean().item()
 
 
 def test_the_frame_detector_flags_attempts_the_feature_detector_misses(robust_run):

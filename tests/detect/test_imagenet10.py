@@ -63,7 +63,7 @@ def test_arch_is_stamped_so_fig1_runs_from_before_it_stay_valid(tiny_dataset, cl
     spec = DetectorSpec(name="d", adversary={"name": "fast", "eps": 8}, point=2, epochs=1, train_limit=32,
                         val_limit=32, test_limit=32)
     fig1 = ensure_detector(ctx, spec)
-    assert fig1["arch"] == "fig1" and "arch" not in fig1["spec"]
+    assert fig1.arch == "fig1" and "arch" not in fig1.spec
     imagenet = ensure_detector(ctx, spec.model_copy(update={"arch": "imagenet"}))
-    assert imagenet["arch"] == "imagenet" and imagenet["spec"]["arch"] == "imagenet"
-    ImageNetDetector(16).load_state_dict(imagenet["state_dict"])
+    assert imagenet.arch == "imagenet" and imagenet.spec["arch"] == "imagenet"
+    ImageNetDetector(16).load_state_dict(imagenet.state_dict)

@@ -41,11 +41,11 @@ def test_static_detector_separates_clean_from_perturbed(run):
 def test_detector_checkpoint_follows_the_run_directory_contract(run):
     d = run.run_dir / "detectors" / "static"
     model, _, ckpt = load_detected_classifier(run.run_dir, "static")
-    assert ckpt["name"] == "static" and ckpt["point"] == 2 and ckpt["mode"] == "static"
-    assert ckpt["adversary"] == {"name": "iterative_linf", "eps": 8.0}
-    assert [t["fpr"] for t in ckpt["thresholds"]] == [0.01, 0.05] and ckpt["threshold_fpr"] == 0.05
-    assert ckpt["threshold"] == ckpt["thresholds"][1]["threshold"] and 0 < ckpt["threshold"] < 1
-    assert len(ckpt["classifier_sha256"]) == 64
+    assert ckpt.name == "static" and ckpt.point == 2 and ckpt.mode == "static"
+    assert ckpt.adversary == {"name": "iterative_linf", "eps": 8.0}
+    assert [t.fpr for t in ckpt.thresholds] == [0.01, 0.05] and ckpt.threshold_fpr == 0.05
+    assert ckpt.threshold == ckpt.thresholds[1].threshold and 0 < ckpt.threshold < 1
+    assert len(ckpt.classifier_sha256) == 64
     ev = checkpoint.load(d / "eval.pt")
     assert ev["clean"].dtype == torch.uint8 and ev["labels"].dtype == torch.int64
     assert ev["adversarial"].shape == ev["clean"].shape and len(ev["labels"]) == 100
@@ -144,7 +144,7 @@ def test_a_changed_spec_retrains(tiny_dataset, classifier_file, tmp_path):
     first = ensure_detector(ctx, ctx.cfg.detectors[0])
     ctx.cfg = ctx.cfg.model_copy(update={"detectors": [ctx.cfg.detectors[0].model_copy(update={"epochs": 2})]})
     second = ensure_detector(ctx, ctx.cfg.detectors[0])
-    assert first["spec"]["epochs"] == 1 and second["spec"]["epochs"] == 2
+    assert first.spec["epochs"] == 1 and second.spec["epochs"] == 2
 
 
 def test_retraining_the_base_detector_retrains_the_one_hardened_from_it(tiny_dataset, classifier_file, tmp_path, monkeypatch):

@@ -97,7 +97,9 @@ def test_detector_checkpoint_round_trip(tmp_path, arch):
             m.running_mean.normal_(0, 0.2)
     checkpoint.save({"model_config": {"arch": "resnet", "depth": 8}, "in_channels": 3, "num_classes": 4,
                      "state_dict": classifier.state_dict()}, tmp_path / "classifier.pt")
-    ckpt = {"point": point, "in_channels": classifier.tap_channels[point], "state_dict": detector.state_dict()}
+    ckpt = {"name": "d", "point": point, "in_channels": classifier.tap_channels[point], "state_dict": detector.state_dict(),
+            "adversary": {"name": "fast", "eps": 2}, "mode": "static", "thresholds": [{"fpr": 0.01, "threshold": 0.5}],
+            "threshold": 0.5, "threshold_fpr": 0.01, "detectability": 0.9, "auroc": 0.9}
     checkpoint.save(ckpt | ({"arch": arch} if arch else {"pools": paper_pools(point)}), tmp_path / "detectors" / "d" / "detector.pt")
     model, _, _ = load_detected_classifier(tmp_path, "d")
     assert type(model.detector) is type(detector)

@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from trainer import checkpoint
+from trainer import stamped
 from trainer.attacks._ops import module_of
 from trainer.attacks.registry import AttackSpec, attack_key, run_attack
 
@@ -35,9 +35,6 @@ def cached_attack(cache_dir: str | Path, spec: AttackSpec, model: nn.Module, x: 
     data never reuses a stale set. Sets are float32 (DeepFool's changes are below one grey level).
     """
     fp = fingerprint(model, module_of(detector_logit) if detector_logit is not None else None, x, y)
-    path = Path(cache_dir) / f"{split}-{attack_key(spec)}-{fp}.pt"
-    if path.exists():
-        return torch.load(path, map_location=x.device, weights_only=True)
-    x_adv = run_attack(spec, model, x, y, detector_logit, batch_size, progress)
-    checkpoint.save(x_adv.cpu(), path)
-    return x_adv
+    path = Path(cache_dir) / f"{split}-{attack_key(spec)}-{fp}.pt"  # the name is the stamp
+    compute = lambda: run_attack(spec, model, x, y, detector_logit, batch_size, progress).cpu()  # noqa: E731
+    return stamped.cached(path, None, compute, device=x.device).to(x.device)

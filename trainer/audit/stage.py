@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from common.robustness import line
+from trainer import stamped
 from trainer.audit.report import write_report
 from trainer.audit.runner import audit
 from trainer.audit.summary import audit_dir, robustness
 from trainer.audit.target import load_target
-from trainer.experiments.grid import cached_json
 
 
 def audit_run(ctx, progress: bool = True) -> dict:
@@ -15,7 +15,7 @@ def audit_run(ctx, progress: bool = True) -> dict:
     t = load_target(ctx, cfg.images)
     stamp = {"audit": cfg.model_dump(mode="json"), "detector": t.detector, "classifier_sha256": t.classifier_sha256,
              "detector_sha256": t.detector_sha256}
-    result = cached_json(audit_dir(ctx.run_dir) / "audit.json", stamp, lambda: {**audit(cfg, t, progress), "headline_eps": cfg.headline})
+    result = stamped.cached(audit_dir(ctx.run_dir) / "audit.json", stamp, lambda: {**audit(cfg, t, progress), "headline_eps": cfg.headline})
     write_report(result, audit_dir(ctx.run_dir))
     return result
 

@@ -11,6 +11,7 @@ from trainer import checkpoint
 from trainer.config import Config
 from trainer.detect import attach
 from trainer.detect.stage import classifier_sha256
+from trainer.detector_checkpoint import DetectorCheckpoint
 from trainer.models.detector import DetectedClassifier
 
 
@@ -52,12 +53,12 @@ def load_target(ctx, images: int) -> Target:
     keeps the two apart whenever the test split is large enough (`overlap` in the result says so).
     """
     name, path = audited_detector(ctx.cfg)
-    ckpt = checkpoint.load(path, ctx.device)
+    ckpt = DetectorCheckpoint.load(path, ctx.device)
     spec = next(d for d in ctx.cfg.detectors if d.name == name)
-    model = attach(ctx, spec, ckpt["state_dict"]).requires_grad_(False)
+    model = attach(ctx, spec, ckpt.state_dict).requires_grad_(False)
     test = ctx.dataset.test
     first = max(len(test) - images, 0)
     evaluated = max([len(test) if d.test_limit is None else min(d.test_limit, len(test)) for d in ctx.cfg.detectors])
-    return Target(model, name, float(ckpt["threshold"]), float(ckpt["threshold_fpr"]), classifier_sha256(ctx),
+    return Target(model, name, ckpt.threshold, ckpt.threshold_fpr, classifier_sha256(ctx),
                   checkpoint.sha256(path), test.images[first:].to(ctx.device), test.labels[first:].to(ctx.device),
-                  first, evaluated, ckpt.get("calibration_set", {}).get("name", "clean"))
+                  first, evaluated, (ckpt.calibration_set or {}).get("name", "clean"))

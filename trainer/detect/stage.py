@@ -13,14 +13,15 @@ import shutil
 import numpy as np
 import torch
 
-from trainer import checkpoint, familiarity
+from trainer import checkpoint, familiarity, stamped
 from trainer.audit.corruptions import SEVERITIES, corrupt
 from trainer.config import CalibrationConfig, DetectorSpec
 from trainer.detect.data import split_images, twins
 from trainer.detect.evaluate import calibrated_threshold, detectability, alert_rate, scores, summary
 from trainer.attacks import cached_attack
 from trainer.detect.train import TrainingData, attacked_set, benign_negatives, train_detector
-from trainer.models.detector import DetectedClassifier, build_detector
+from trainer.detector_checkpoint import DetectorCheckpoint
+from trainer.models.detector import DetectedClassifier
 from trainer.rundir import RunContext
 
 EVAL_IMAGES = 256  # test images in eval.pt, for the exporter's parity check
@@ -35,8 +36,8 @@ def run_detector_stage(ctx: RunContext) -> None:
         return
     for spec in ctx.cfg.detectors:
         ckpt = ensure_detector(ctx, spec)
-        print(f"detector {spec.name}: detectability {ckpt['detectability']:.4f}  AUROC {ckpt['auroc']:.4f}  "
-              f"threshold {ckpt['threshold']:.4f} at FPR {ckpt['threshold_fpr']}")
+        print(f"detector {spec.name}: detectability {ckpt.detectability:.4f}  AUROC {ckpt.auroc:.4f}  "
+              f"threshold {ckpt.threshold:.4f} at FPR {ckpt.threshold_fpr}")
         fam = familiarity.ensure(ctx, spec, classifier_sha256(ctx))
         print(f"detector {spec.name}: familiarity threshold {fam['threshold']:.4g} at AD({fam['point']}), "
               f"{fam['val_rate']:.2%} of {fam['val_images']} clean validation images unfamiliar")
@@ -52,14 +53,11 @@ def attach(ctx: RunContext, spec: DetectorSpec, state_dict: dict | None = None) 
     if spec.point >= len(ctx.classifier.tap_channels):
         raise ValueError(f"detector {spec.name}: point {spec.point} exceeds the classifier's AD(0)..AD({len(ctx.classifier.tap_channels) - 1})")
     torch.manual_seed(ctx.cfg.seed)
-    detector = build_detector(spec.arch, ctx.classifier.tap_channels[spec.point], spec.point)
-    if state_dict is not None:
-        detector.load_state_dict(state_dict)
-    return DetectedClassifier(ctx.classifier, detector.to(ctx.device).eval(), spec.point)
+    return DetectedClassifier.build(ctx.classifier, spec.arch, spec.point, state_dict)
 
 
-def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
-    """The `detector.pt` dict of `spec`, training and evaluating it first unless already done."""
+def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> DetectorCheckpoint:
+    """The `detector.pt` of `spec`, training and evaluating it first unless already done."""
     out = ctx.files.detector_dir(spec.name)
     # Fig. 1's detector was the only one before `arch` existed: leaving its default out of the
     # stamp keeps the detectors of earlier runs valid instead of retraining them all.
@@ -75,18 +73,17 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
     if spec.init_from is not None:  # a hardened detector is stale once the one it starts from changes
         stamp["init_from_sha256"] = checkpoint.sha256(ctx.files.detector(spec.init_from))
     done = ctx.files.detector(spec.name)
-    if done.exists():
-        ckpt = checkpoint.load(done, ctx.device)
-        if _unset_dropped({k: ckpt.get(k) for k in stamp}) == stamp:
-            return ckpt
-    if (out / "spec.json").exists() and _unset_dropped(json.loads((out / "spec.json").read_text())) != stamp:
+    saved = stamped.load(done, stamp, key=None, old=_unset_dropped, device=ctx.device)
+    if saved is not None:
+        return DetectorCheckpoint.from_dict(saved, str(done))
+    begun = out / "spec.json"  # the stamp alone, while training is under way
+    if begun.exists() and stamped.load(begun, stamp, key=None, old=_unset_dropped) is None:
         print(f"detector {spec.name}: config or classifier changed, training it again")
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "spec.json").write_text(json.dumps(stamp, indent=1))
+    stamped.save(begun, {}, stamp, key=None)
 
     data = training_data(ctx, spec)
-    init = None if spec.init_from is None else checkpoint.load(ctx.files.detector(spec.init_from), ctx.device)["state_dict"]
+    init = None if spec.init_from is None else DetectorCheckpoint.load(ctx.files.detector(spec.init_from), ctx.device).state_dict
     model = attach(ctx, spec, init)
     trained = train_detector(model, spec, data, out, ctx.cfg.seed, ctx.cfg.calibration)
     test_x, test_y = split_images(ctx, "test", spec.test_limit)
@@ -95,26 +92,24 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> dict:
     else:
         test_adv = attacked_set(model, spec, test_x, test_y, ctx.cfg.seed + 1)
     report = evaluate(model, spec, test_x, test_adv, data.val_x, ctx.cfg.calibration, ctx.device, ctx.cfg.seed)
-    ckpt = {
-        "name": spec.name, "point": spec.point, "arch": spec.arch,
-        "in_channels": ctx.classifier.tap_channels[spec.point],
-        "adversary": {"name": spec.adversary.name, **spec.adversary.params()}, "mode": spec.mode,
-        "state_dict": {k: v.cpu() for k, v in trained["state_dict"].items()},
+    ckpt = DetectorCheckpoint(
+        name=spec.name, point=spec.point, arch=spec.arch, in_channels=ctx.classifier.tap_channels[spec.point],
+        adversary={"name": spec.adversary.name, **spec.adversary.params()}, mode=spec.mode,
+        state_dict={k: v.cpu() for k, v in trained["state_dict"].items()},
         **{k: v for k, v in trained.items() if k != "state_dict"},  # the validation number it was selected by
-        "thresholds": [{"fpr": t["fpr"], "threshold": t["threshold"]} for t in report["thresholds"]],
+        thresholds=[{"fpr": t["fpr"], "threshold": t["threshold"]} for t in report["thresholds"]],
         **{k: report[k] for k in ("threshold", "threshold_fpr", "detectability", "auroc")},
-        "calibration_set": report["calibration"],  # "calibration" is the stamp's config
-        **stamp,
-    }
+        calibration_set=report["calibration"],  # "calibration" is the stamp's config
+    )
     (out / "evaluation.json").write_text(json.dumps(report, indent=1))
     n = min(EVAL_IMAGES, len(test_x))
     # A copy, even on the CPU: a slice would save the whole test split it views.
     checkpoint.save({"clean": test_x[:n].to("cpu", copy=True), "adversarial": test_adv[:n].to("cpu", torch.float32, copy=True),
                      "labels": test_y[:n].to("cpu", copy=True)},
                     ctx.files.eval_images(spec.name))
-    checkpoint.save(ckpt, done)
+    saved = stamped.save(done, ckpt.to_dict(), stamp, key=None)
     (out / "train_state.pt").unlink(missing_ok=True)
-    return ckpt
+    return DetectorCheckpoint.from_dict(saved, str(done))
 
 
 def calibration_left_out(calibration: CalibrationConfig) -> set[str]:

@@ -27,10 +27,10 @@ def adaptive_attack(ctx) -> dict | None:
     def compute():
         spec = next(d for d in ctx.cfg.detectors if d.name == ctx.cfg.deploy)
         ckpt = ensure_detector(ctx, spec)
-        model = attach(ctx, spec, ckpt["state_dict"])
+        model = attach(ctx, spec, ckpt.state_dict)
         x, y = test_set(ctx, a.test_limit)
         eps = a.eps or spec.adversary.params().get("eps")
-        threshold = ckpt["threshold"]
+        threshold = ckpt.threshold
         reference = spec.adversary.model_dump(exclude_none=True) | ({"sigma": 0.5} if spec.mode == "dynamic" else {})
         attacks = {"clean": None, "training adversary": AttackSpec(**{**reference, "eps": eps}),
                    "adaptive": AttackSpec(name="adaptive", eps=eps, threshold=threshold, **a.params)}
@@ -42,7 +42,7 @@ def adaptive_attack(ctx) -> dict | None:
             rows.append({"attack": kind if attack is None else f"{kind} ({attack.name})", "accuracy": 1 - fooled.float().mean().item(),
                          "flagged": flagged.float().mean().item(),
                          "evaded": (fooled.cpu() & ~flagged).float().mean().item()})
-        return {"detector": spec.name, "threshold": threshold, "threshold_fpr": ckpt["threshold_fpr"], "eps": eps,
+        return {"detector": spec.name, "threshold": threshold, "threshold_fpr": ckpt.threshold_fpr, "eps": eps,
                 "images": len(x), "rows": rows}
 
     result = cached_result(ctx, "adaptive", compute)

@@ -18,7 +18,7 @@ def fig2_left(ctx) -> dict:
                 ckpt = ensure_detector(ctx, grid_detector_spec(ctx, spec, grid.point))
                 rows.append({"adversary": spec.name, "eps": spec.params().get("eps"), "point": grid.point,
                              "accuracy": classifier_accuracy(ctx, test_twins(ctx, spec), y),
-                             "detectability": ckpt["detectability"], "auroc": ckpt["auroc"]})
+                             "detectability": ckpt.detectability, "auroc": ckpt.auroc})
         return {"rows": rows}
 
     result = cached_result(ctx, "fig2_left", compute)
@@ -41,7 +41,7 @@ def fig2_right(ctx) -> dict:
             spec, acc = chosen_attack(ctx, grid)
             for p in points:
                 ckpt = ensure_detector(ctx, grid_detector_spec(ctx, spec, p))
-                rows.append({"adversary": label(spec), "point": p, "accuracy": acc, "detectability": ckpt["detectability"]})
+                rows.append({"adversary": label(spec), "point": p, "accuracy": acc, "detectability": ckpt.detectability})
         return {"rows": rows}
 
     result = cached_result(ctx, "fig2_right", compute)

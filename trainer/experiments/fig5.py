@@ -30,7 +30,7 @@ def fig5(ctx) -> dict:
         correct = predict(ctx.classifier, x, bs) == y
         rows = []
         for kind, spec in specs.items():
-            model = attach(ctx, spec, ensure_detector(ctx, spec)["state_dict"])
+            model = attach(ctx, spec, ensure_detector(ctx, spec).state_dict)
             for sigma in f.sigmas:
                 attack = AttackSpec(name="dynamic", eps=f.eps, sigma=sigma, **f.params)
                 adv = run_attack(attack, ctx.classifier, x, y, model.detector_logit, batch_size=bs)

@@ -1,13 +1,12 @@
 """What every experiment shares: grid detectors by attack and depth, test sets, cached result tables."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 
-from common.files import write_atomic
+from trainer import stamped
 from trainer.attacks import AttackSpec, attack_key
 from trainer.classify import accuracy
 from trainer.config import AdversaryGrid, DetectorSpec, DetectorTraining
@@ -25,18 +24,7 @@ def out_dir(ctx) -> Path:
 def cached_result(ctx, name: str, compute: Callable[[], dict]) -> dict:
     """`compute()` stored as experiments/<name>.json, reused while the experiments config and classifier are unchanged."""
     stamp = {"experiments": ctx.cfg.experiments.model_dump(mode="json"), "classifier_sha256": classifier_sha256(ctx)}
-    return cached_json(out_dir(ctx) / f"{name}.json", stamp, compute)
-
-
-def cached_json(path: Path, stamp: dict, compute: Callable[[], dict]) -> dict:
-    """The dict saved at `path` if it was made under `stamp`, else `compute()` plus the stamp, saved atomically."""
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved.get("stamp") == stamp:
-            return saved
-    result = {**compute(), "stamp": stamp}
-    write_atomic(path, json.dumps(result, indent=1).encode())
-    return result
+    return stamped.cached(out_dir(ctx) / f"{name}.json", stamp, compute)
 
 
 def label(spec: AttackSpec) -> str:
@@ -59,7 +47,7 @@ def grid_detector_spec(ctx, adversary: AttackSpec, point: int, mode: str = "stat
 def grid_detector(ctx, adversary: AttackSpec, point: int) -> DetectedClassifier:
     """The trained static detector for `adversary` at AD(point) (trained first if needed), attached to the classifier."""
     spec = grid_detector_spec(ctx, adversary, point)
-    return attach(ctx, spec, ensure_detector(ctx, spec)["state_dict"])
+    return attach(ctx, spec, ensure_detector(ctx, spec).state_dict)
 
 
 def test_set(ctx, limit: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -111,6 +111,15 @@ class DetectedClassifier(nn.Module):
         super().__init__()
         self.classifier, self.detector, self.point = classifier, detector, point
 
+    @classmethod
+    def build(cls, classifier: TappedClassifier, arch: str, point: int, state_dict: dict | None = None) -> "DetectedClassifier":
+        """`classifier` with a detector of `arch` at AD(point), fresh or with `state_dict`'s weights,
+        in eval mode on the classifier's device."""
+        detector = build_detector(arch, classifier.tap_channels[point], point)
+        if state_dict is not None:
+            detector.load_state_dict(state_dict)
+        return cls(classifier, detector.to(next(classifier.parameters()).device).eval(), point)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.classifier.tap(x, self.point)
         return self.classifier.resume(h, self.point), self.detector(h)
