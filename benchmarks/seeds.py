@@ -42,6 +42,9 @@ def headline(run: Path) -> dict[str, float | str]:
     for r in audit["tpr_by_size"]:
         out[f"attempts flagged {r['norm']} {r['eps']:g}"] = r["attempts_flagged"]
     for r in audit["tpr_by_size"]:
+        if "attempts_judged_flagged" in r:  # what the agent flags: the familiarity gate judges the frame first
+            out[f"attempts judged and flagged {r['norm']} {r['eps']:g}"] = r["attempts_judged_flagged"]
+    for r in audit["tpr_by_size"]:
         if (r["norm"], r["eps"]) in (("linf", 32.0), ("l2", 1000.0)):
             out[f"TPR on fooling {r['norm']} {r['eps']:g}"] = r["tpr"]
     corr = audit["corruptions"]

@@ -63,6 +63,8 @@ import json, sys
 rows = json.load(open(sys.argv[1]))["tpr_by_size"]
 fmt = lambda key: ", ".join(f"{r['norm']} {r['eps']:g}: {r[key]:.2f}" for r in rows if r[key] is not None)
 print(f"attempt detection (oblivious PGD-10, share of all attacked frames flagged): {fmt('attempts_flagged')}")
+if rows and "attempts_judged_flagged" in rows[0]:
+    print(f"  of them judged by the agent (familiar and flagged): {fmt('attempts_judged_flagged')}")
 print(f"TPR on the frames that fooled the classifier: {fmt('tpr')}")
 PY
 grep 'bursts: detection' "$RUN/stream/watch.log" || true

@@ -135,6 +135,11 @@ class DetectorSpec(DetectorTraining):
                                              "reads the classifier: AD(familiarity_point), at or after `point`; None = "
                                              "`point`. A detector on the frame (point 0) wants the classifier's features "
                                              "here: raw pixels hardly tell road footage from the training images")
+    familiar_attempts: bool = Field(False, description="fit familiarity on the training images and their attacked twins "
+                                    "(static mode's `adversary` and `positives`, one per image as `twins: one` draws), so "
+                                    "that a perturbation never makes a frame unfamiliar: the agent does not judge p_adv "
+                                    "on unfamiliar frames, and a gate fitted on clean images alone hid most l_inf 32 "
+                                    "attempts from the alarm")
     init_from: Optional[str] = Field(None, description="start from this earlier detector's trained weights (same point), "
                                      "e.g. to harden a static detector by dynamic training; None = from scratch as in the paper")
     eps_range: Optional[tuple[float, float]] = Field(
@@ -199,6 +204,8 @@ class DetectorSpec(DetectorTraining):
             raise ValueError("negative_weights must be positive")
         if self.negatives and self.negative_share + self.scene_share > 1:
             raise ValueError(f"negative_share {self.negative_share} and scene_share {self.scene_share} add up to more than 1")
+        if self.familiar_attempts and (self.mode != "static" or self.twins != "one"):
+            raise ValueError("familiar_attempts fits familiarity on the static twins: mode static with twins one only")
         if self.select == "tpr" and self.mode != "static":
             raise ValueError("select tpr scores precomputed twins: mode static only")
         if self.mode == "dynamic" and (self.positives or self.benign):

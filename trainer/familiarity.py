@@ -44,6 +44,20 @@ class Unfamiliarity(nn.Module):
         return ((d @ self.precision) * d).sum(dim=2).min(dim=1).values
 
 
+class Gate(nn.Module):
+    """The agent's familiarity gate on a run's classifier: uint8 or float 0..255 frames [N, C, H, W] -> bool [N],
+    True where the frame is unfamiliar, so the agent does not judge its p_adv."""
+
+    def __init__(self, classifier: TappedClassifier, fitted: dict):
+        super().__init__()
+        self.classifier, self.point, self.threshold = classifier, int(fitted["point"]), float(fitted["threshold"])
+        self.score = Unfamiliarity(fitted["means"], fitted["precision"], fitted["cell"])
+
+    @torch.no_grad()
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.score(self.classifier.tap(frames.float(), self.point)) > self.threshold
+
+
 def cell_for(height: int, width: int) -> tuple[int, int]:
     """Cells of a GRID x GRID grid where the tap's size divides into it, else the whole map (a global average)."""
     return (height // GRID, width // GRID) if height % GRID == 0 and width % GRID == 0 else (height, width)
@@ -67,7 +81,8 @@ def calibrate(scores: torch.Tensor, fpr: float) -> float:
 @torch.no_grad()
 def fit(classifier: TappedClassifier, point: int, train_x: torch.Tensor, train_y: torch.Tensor,
         val_x: torch.Tensor, batch_size: int, device: torch.device, fpr: float = FPR) -> dict:
-    """Class means and shared precision at AD(point) from clean training images, threshold from clean validation images.
+    """Class means and shared precision at AD(point) from training images (clean, and with `familiar_attempts`
+    their attacked twins too), threshold from clean validation images.
 
     Returns a checkpoint dict: `means`, `precision`, `threshold`, `fpr`, `point`, image counts and
     the validation rate the threshold gives (at most `fpr`).
@@ -98,10 +113,18 @@ def ensure(ctx, spec, classifier_sha256: str) -> dict:
     point = spec.point if spec.familiarity_point is None else spec.familiarity_point
     stamp = {"classifier_sha256": classifier_sha256, "point": point, "train_limit": spec.train_limit,
              "val_limit": spec.val_limit, "fpr": FPR, "grid": GRID}
+    if spec.familiar_attempts:
+        stamp["attempts"] = [a.model_dump(mode="json") for a in [spec.adversary, *spec.positives]]
 
     def compute() -> dict:
         train_x, train_y = split_images(ctx, "train", spec.train_limit)
         val_x, _ = split_images(ctx, "val", spec.val_limit)
+        if spec.familiar_attempts:
+            # The detector's own training twins (cached): a perturbation must not make a scene unfamiliar, or
+            # the gate would hide the largest attempts from the alarm (at AD(2), 74% of l_inf 32 attempts).
+            from trainer.detect.stage import assigned_twins
+            attempts = assigned_twins(ctx, [spec.adversary, *spec.positives], "train", spec, ctx.cfg.seed)[0]
+            train_x, train_y = torch.cat([train_x.float(), attempts]), torch.cat([train_y, train_y])
         return fit(ctx.classifier, point, train_x, train_y, val_x, spec.eval_batch_size, ctx.device)
 
     return stamped.cached(ctx.files.familiarity(spec.name), stamp, compute, key=None)

@@ -10,6 +10,7 @@ from trainer.detect import attach
 from trainer.familiarity import Unfamiliarity, fit, pooled_features
 
 POINT = 2
+EPS = 12  # on the tiny task's 16x16 frames, l_inf 12 attempts are mostly unfamiliar to a gate fitted on clean images
 
 
 def fitted(ctx):
@@ -63,3 +64,24 @@ def test_the_stage_stores_it_and_the_exported_graph_computes_it(tiny_dataset, cl
         expected = graph(frames)[2].numpy()
     np.testing.assert_allclose(unfamiliarity, expected, rtol=1e-4, atol=1e-3)
     assert probs.shape == (8, 10) and p_adv.shape == (8,)
+
+
+def test_fitted_on_the_attempts_too_the_gate_no_longer_hides_large_perturbations(tiny_dataset, classifier_file, tmp_path):
+    """Fitted on clean images alone, the gate calls most l_inf 32 attempts unfamiliar, so the agent never judges
+    them; fitted on the detector's training twins as well, it lets them through to the alarm."""
+    from trainer.attacks import AttackSpec, run_attack
+
+    spec = {"adversary": {"name": "pgd", "eps": EPS, "steps": 5, "restarts": 1}, "point": POINT, "mode": "static",
+            "twins": "one", "positives": [{"name": "pgd", "eps": EPS // 2, "steps": 5, "restarts": 1}],
+            "epochs": 1, "train_limit": 400, "val_limit": 100, "test_limit": 32}
+    ctx = make_ctx(tmp_path, classifier_file, tiny_dataset, {"detectors": [
+        {"name": "clean", **spec}, {"name": "attempts", "familiar_attempts": True, **spec}]})
+    x, y = tiny_dataset.test.images, tiny_dataset.test.labels
+    attempts = run_attack(AttackSpec(name="pgd", eps=EPS, steps=10, restarts=1), ctx.classifier, x, y, batch_size=200,
+                          progress=False).round().clamp(0, 255)
+    hidden = {}
+    for s in ctx.cfg.detectors:
+        gate = familiarity.Gate(ctx.classifier, familiarity.ensure(ctx, s, "0" * 64))
+        hidden[s.name] = gate(attempts).float().mean().item()
+        assert gate(x).float().mean().item() < 0.1, "held-out clean images stay familiar"
+    assert hidden["attempts"] < hidden["clean"] - 0.3, hidden

@@ -26,5 +26,6 @@ def test_scenes_leave_no_black_background_to_learn_from():
     background = (images == 0).mean()
     assert background > 0.7
     assert (made == 0).mean() < 0.1 * background, (made == 0).mean()
-    # Dimmed and lit unevenly, not just copied: the mean grey level differs from the source in most scenes.
-    assert (np.abs(made.mean((1, 2, 3)) - images.mean((1, 2, 3))) > 5).mean() > 0.8
+    # Dimmed, lit or set before a background, never copied: every scene differs from its source by more than
+    # the l_inf 2 perturbation, the smallest the detector learns as an attack, on average over its pixels.
+    assert (np.abs(made.astype(float) - images).mean((1, 2, 3)) > 2).all()

@@ -74,8 +74,13 @@ def report_lines(r: dict) -> list[str]:
         "",
         "![TPR by size](tpr_by_size.png)",
         "",
-        *_table(["norm", "eps", "fooled", "TPR on fooling images", "attempts flagged"],
-                [[x["norm"], x["eps"], x["fooled"], x["tpr"], x.get("attempts_flagged")] for x in r["tpr_by_size"]]),
+        "Attempts unfamiliar: called unfamiliar by the agent's familiarity gate, which does not judge their p_adv; "
+        "attempts judged and flagged: what the agent flags (flagged and familiar).",
+        "",
+        *_table(["norm", "eps", "fooled", "TPR on fooling images", "attempts flagged", "attempts unfamiliar",
+                 "attempts judged and flagged"],
+                [[x["norm"], x["eps"], x["fooled"], x["tpr"], x.get("attempts_flagged"), x.get("attempts_unfamiliar"),
+                  x.get("attempts_judged_flagged")] for x in r["tpr_by_size"]]),
         "",
     ]
     if r["corruptions"]:

@@ -22,7 +22,7 @@ from trainer.attacks import AttackSpec, run_attack
 from trainer.attacks.registry import accepted_parameters, needs_detector
 from trainer.audit.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from trainer.audit.footage import footage_frames
-from trainer.audit.score import outcome, rate
+from trainer.audit.score import outcome, quantise, rate
 from trainer.audit.target import Target
 from trainer.config import AuditConfig
 
@@ -100,7 +100,9 @@ def _ids(mask: torch.Tensor) -> list[int]:
 def _tpr_by_size(cfg: AuditConfig, t: Target, x: torch.Tensor, y: torch.Tensor, progress: bool) -> list[dict]:
     """Oblivious PGD (10 steps, one random start) at each budget of `cfg.tpr_eps`: TPR on its misclassified
     outputs, and the share of all its outputs flagged (attempt detection: the alarm an attacker trips while
-    still searching, whether or not this try fooled the classifier).
+    still searching, whether or not this try fooled the classifier). Where the run has a familiarity gate,
+    also the share of outputs it calls unfamiliar, which the agent does not judge, and the share the agent
+    flags (flagged and familiar).
 
     A detector keyed to small perturbations may let large ones through; this shows it.
     """
@@ -110,8 +112,13 @@ def _tpr_by_size(cfg: AuditConfig, t: Target, x: torch.Tensor, y: torch.Tensor, 
             spec = AttackSpec(name="pgd", eps=eps, norm=norm, steps=10, restarts=1)
             adv = run_attack(spec, t.model.classifier, x, y, batch_size=cfg.batch_size, progress=progress)
             o = outcome(t.model, t.threshold, x, adv, y, norm, cfg.batch_size)
-            rows.append({"norm": norm, "eps": eps, "attack": spec.name, "fooled": rate(o.misclassified),
-                         "tpr": rate(o.flagged, among=o.misclassified), "attempts_flagged": rate(o.flagged)})
+            row = {"norm": norm, "eps": eps, "attack": spec.name, "fooled": rate(o.misclassified),
+                   "tpr": rate(o.flagged, among=o.misclassified), "attempts_flagged": rate(o.flagged)}
+            if t.unfamiliar is not None:
+                unfamiliar = torch.cat([t.unfamiliar(quantise(adv[i:i + cfg.batch_size])).cpu()
+                                        for i in range(0, len(adv), cfg.batch_size)])
+                row |= {"attempts_unfamiliar": rate(unfamiliar), "attempts_judged_flagged": rate(o.flagged & ~unfamiliar)}
+            rows.append(row)
     return rows
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -11,6 +12,7 @@ from trainer import checkpoint
 from trainer.config import Config
 from trainer.detect import attach
 from trainer.detect.stage import classifier_sha256
+from trainer.familiarity import Gate
 from trainer.detector_checkpoint import DetectorCheckpoint
 from trainer.models.detector import DetectedClassifier
 
@@ -30,6 +32,7 @@ class Target:
     first_image: int  # index of x[0] in the run's test split
     evaluated_images: int  # the first test images the detectors' own evaluation scored
     calibration: str  # which validation images the threshold was set on: "clean" or "clean+corrupted"
+    unfamiliar: Optional[Gate] = None  # the agent's familiarity gate, where the run has one
 
 
 def audited_detector(cfg: Config) -> tuple[str, Path]:
@@ -59,6 +62,8 @@ def load_target(ctx, images: int) -> Target:
     test = ctx.dataset.test
     first = max(len(test) - images, 0)
     evaluated = max([len(test) if d.test_limit is None else min(d.test_limit, len(test)) for d in ctx.cfg.detectors])
+    fitted = ctx.files.familiarity(name)
+    gate = Gate(model.classifier, checkpoint.load(fitted, ctx.device)).to(ctx.device) if fitted.is_file() else None
     return Target(model, name, ckpt.threshold, ckpt.threshold_fpr, classifier_sha256(ctx),
                   checkpoint.sha256(path), test.images[first:].to(ctx.device), test.labels[first:].to(ctx.device),
-                  first, evaluated, (ckpt.calibration_set or {}).get("name", "clean"))
+                  first, evaluated, (ckpt.calibration_set or {}).get("name", "clean"), gate)

@@ -65,7 +65,7 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> DetectorCheckpoint:
     exclude = ({"arch"} if spec.arch == "fig1" else set()) | (set() if spec.mode == "adaptive" else ADAPTIVE_ONLY)
     exclude |= WIDENED if not (spec.positives or spec.negatives) else set()
     exclude |= {k for k in LATER if getattr(spec, k) == DetectorSpec.model_fields[k].default}
-    exclude |= {"familiarity_point"}  # the familiarity stage's own stamp holds it
+    exclude |= {"familiarity_point", "familiar_attempts"}  # the familiarity stage's own stamp holds them
     spec_json = spec.model_dump(mode="json", exclude=exclude)
     calibration = ctx.cfg.calibration
     stamp = {"spec": spec_json, "classifier_sha256": classifier_sha256(ctx),
