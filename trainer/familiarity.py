@@ -6,7 +6,8 @@ Unified Framework for Detecting Out-of-Distribution Samples and Adversarial Atta
 (NeurIPS 2018), the activation at AD(point), averaged over a GRID x GRID grid of cells (where
 spatial layout is what sets footage apart from the training images: a global average found
 almost none of Megamind.avi's frames unfamiliar, the grid 20%), is modelled by one Gaussian
-per class with a shared covariance, fitted on clean training images. An image's
+per class with a shared covariance, fitted on clean training images (with `familiar_attempts`, also on
+their attacked twins: the gate must not call a perturbed frame unfamiliar, or the alarm never judges it). An image's
 unfamiliarity is its squared Mahalanobis distance to the nearest class mean; the threshold
 is calibrated on clean validation images so that a fraction `FPR` of them lies above it.
 The module runs in the exported graph on the same tap the detector reads.
