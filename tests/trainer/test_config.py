@@ -133,6 +133,10 @@ def test_adaptive_settings_are_rejected_in_other_modes():
     ("detectors=[{name: s, adversary: {name: iterative_linf, eps: 4}, negatives: [jpeg], negative_share: 0.8, "
      "scene_share: 0.3}]", "add up to more than 1"),
     ("calibration.rule=worst", "Input should be 'pooled' or 'each'"),
+    ("detectors=[{name: s, adversary: {name: iterative_linf, eps: 4}, negatives: [jpeg], negative_weights: {haze: 2}}]",
+     "negative_weights names haze, not among negatives"),
+    ("detectors=[{name: s, adversary: {name: iterative_linf, eps: 4}, familiar_attempts: true}]",
+     "familiar_attempts fits familiarity on the static twins"),
     ("calibration.severities=[1, 4]", "severity 4 is outside 1..3"),
     ("calibration.severities=[0]", "severity 0 is outside 1..3"),
 ])
