@@ -64,7 +64,7 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> DetectorCheckpoint:
     # Likewise the adaptive mode's settings stay out of other modes' stamps.
     exclude = ({"arch"} if spec.arch == "fig1" else set()) | (set() if spec.mode == "adaptive" else ADAPTIVE_ONLY)
     exclude |= WIDENED if not (spec.positives or spec.negatives) else set()
-    exclude |= {k for k in LATER if getattr(spec, k) == DetectorSpec.model_fields[k].default}
+    exclude |= at_default(spec, LATER)
     exclude |= {"familiarity_point", "familiar_attempts"}  # the familiarity stage's own stamp holds them
     spec_json = spec.model_dump(mode="json", exclude=exclude)
     calibration = ctx.cfg.calibration
@@ -112,11 +112,16 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> DetectorCheckpoint:
     return DetectorCheckpoint.from_dict(saved, str(done))
 
 
+def at_default(config, names: set[str]) -> set[str]:
+    """Those of `names` (settings added after detectors were first stamped) that `config` leaves at their
+    defaults: left out of stamps, so detectors made before the settings existed stay valid."""
+    return {k for k in names if getattr(config, k) == type(config).model_fields[k].default}
+
+
 def calibration_left_out(calibration: CalibrationConfig) -> set[str]:
-    """Calibration settings left out of detector stamps: those that change nothing (severities without
-    corruptions) or were added later and are at their defaults, so older detectors stay valid."""
-    left_out = set() if calibration.corruptions else {"corruptions", "severities"}
-    return left_out | ({"rule"} if calibration.rule == CalibrationConfig.model_fields["rule"].default else set())
+    """Calibration settings left out of detector stamps: severities without corruptions (they change
+    nothing) and `rule` at its default."""
+    return (set() if calibration.corruptions else {"corruptions", "severities"}) | at_default(calibration, {"rule"})
 
 
 def _unset_dropped(stamp: dict) -> dict:
