@@ -120,6 +120,7 @@ def train_classifier(cfg: Config, data: Dataset, device: torch.device, world: Wo
 
     best_val = train_epochs(model, {"optimizer": opt, "scheduler": sched}, run_epoch, epochs=t.epochs, seed=cfg.seed,
                             device=device, select="val_acc" if adv is None else "val_robust_acc", state_path=files.classifier_last,
+                            tolerance=0.0 if adv is None else adv.guard_tolerance,
                             metrics_path=files.metrics, label="classifier", stamp=stamp, writes=world.is_main)
     result = _finish(cfg, model, data)
     if world.is_main:

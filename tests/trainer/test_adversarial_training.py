@@ -41,7 +41,7 @@ def test_a_robust_classifier_beats_a_standard_one_under_pgd(pair):
     assert rob > std + 0.3, (std, rob)
 
 
-def test_the_epoch_kept_is_the_one_with_the_best_guard_accuracy(pair):
+def test_the_epoch_kept_is_as_robust_as_the_best_one(pair):
     *_, root = pair
     epochs = [json.loads(line) for line in (root / "robust" / "metrics.jsonl").read_text().splitlines()]
     assert len(epochs) == 8 and all("val_robust_acc" in e for e in epochs)
@@ -50,8 +50,8 @@ def test_the_epoch_kept_is_the_one_with_the_best_guard_accuracy(pair):
     _, robust, data, _ = pair
     best = max(e["val_robust_acc"] for e in epochs)
     n = 100
-    # The loaded weights give the best epoch's guard number again (the guard's random starts differ; PGD-10 at
-    # this eps on 100 images moves by a few images between starts).
+    # The loaded weights give the best epoch's guard number again, within the guard's tolerance (0.02) and its
+    # randomness (the guard's random starts differ; PGD-10 at this eps on 100 images moves by a few images).
     again = pgd_accuracy(robust, data.val.images[:n], data.val.labels[:n], EPS, steps=10)
     assert abs(again - best) <= 0.1
 
