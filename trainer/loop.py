@@ -1,8 +1,8 @@
 """The resumable epoch loop that classifier and detector training share.
 
 After every epoch one dict holds everything needed to go on (the modules' states, the epoch,
-the best state so far), `metrics.jsonl` gets one line, and the model with the best validation
-number is kept. Each epoch's randomness comes from a generator seeded by (seed, epoch), so a
+the state kept so far), `metrics.jsonl` gets one line, and the model with the best validation
+number (or the latest within a tolerance of it) is kept. Each epoch's randomness comes from a generator seeded by (seed, epoch), so a
 resumed run sees exactly the batches an uninterrupted one would have seen.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ def train_epochs(model: nn.Module, states: dict[str, Stateful], run_epoch: Calla
     """Run epochs `start..epochs-1` of `run_epoch(epoch, generator) -> record`, resuming from `state_path`.
 
     `states` are saved and restored under their keys (`model` itself under "state_dict");
-    `record[select]` is the validation number whose best epoch `model` ends with. A saved state
+    `record[select]` is the validation number that chooses the epoch `model` ends with. A saved state
     whose `stamp` differs is ignored. Only a process that `writes` (rank 0) writes files.
     `baseline()`, if given, is `select` of the model as it starts: epochs must beat it, so a model
     hardened from a trained one is never left worse than it began. An epoch within `tolerance` of the best
