@@ -118,7 +118,7 @@ def train_classifier(cfg: Config, data: Dataset, device: torch.device, world: Wo
                                                     adv.guard_steps, t.eval_batch_size)
         return record
 
-    best_val = train_epochs(model, {"optimizer": opt, "scheduler": sched}, run_epoch, epochs=t.epochs, seed=cfg.seed,
+    kept_val = train_epochs(model, {"optimizer": opt, "scheduler": sched}, run_epoch, epochs=t.epochs, seed=cfg.seed,
                             device=device, select="val_acc" if adv is None else "val_robust_acc", state_path=files.classifier_last,
                             tolerance=0.0 if adv is None else adv.guard_tolerance,
                             metrics_path=files.metrics, label="classifier", stamp=stamp, writes=world.is_main)
@@ -126,7 +126,7 @@ def train_classifier(cfg: Config, data: Dataset, device: torch.device, world: Wo
     if world.is_main:
         result = stamped.save(files.classifier, result, stamp)
         files.classifier_last.unlink(missing_ok=True)
-        robust = "" if adv is None else f", PGD-{adv.guard_steps} val acc at eps {adv.eps:g} {best_val:.4f}"
+        robust = "" if adv is None else f", PGD-{adv.guard_steps} val acc at eps {adv.eps:g} {kept_val:.4f}"
         print(f"classifier: val acc {result['val_acc']:.4f}{robust}, test acc {result['test_acc']:.4f} -> {files.classifier}")
     barrier(world)
     return result
