@@ -1,6 +1,7 @@
+import cv2
 import numpy as np
 
-from trainer.detect.scenes import scenes
+from trainer.detect.scenes import _collage, scenes
 
 
 def _objects(n: int, seed: int) -> np.ndarray:
@@ -29,3 +30,18 @@ def test_scenes_leave_no_black_background_to_learn_from():
     # Dimmed, lit or set before a background, never copied: every scene differs from its source by more than
     # the l_inf 2 perturbation, the smallest the detector learns as an attack, on average over its pixels.
     assert (np.abs(made.astype(float) - images).mean((1, 2, 3)) > 2).all()
+
+
+def test_a_collage_shrinks_whole_images_into_its_cells():
+    """Many small things to a frame: each cell of a 2 x 2 collage is one whole source image, area-averaged to
+    half its side and dimmed by one gain, so the fine detail of a scene resized to the model's input is there."""
+    images = _objects(5, 1).transpose(0, 2, 3, 1).astype(np.float32) + np.arange(5.0).reshape(5, 1, 1, 1)
+    halves = [cv2.resize(im, (14, 14), interpolation=cv2.INTER_AREA) for im in images]
+    frame = _collage(images, 2, np.random.default_rng(0))
+    assert frame.shape == (28, 28, 1)
+    for top in (0, 14):
+        for left in (0, 14):
+            cell = frame[top:top + 14, left:left + 14, 0]
+            matches = [gain for half in halves if 0.1 <= (gain := cell.sum() / half.sum()) <= 1
+                       and np.allclose(cell, gain * half, atol=1e-3)]
+            assert len(matches) == 1, (top, left)
