@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from trainer.audit.summary import robustness
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -52,8 +54,9 @@ def headline(run: Path) -> dict[str, float | str]:
     out["benign FPR, severity 3 (max over kinds)"] = max(c["fpr"] for c in corr if c["severity"] == 3)
     out["clean FPR"] = audit["clean_fpr"]
     out["clean accuracy"] = audit["clean_accuracy"]
-    worst = next(w for w in audit["worst_case"] if w["eps"] == audit["headline_eps"])
-    out["worst-case undetected, eps 4"] = worst["undetected"]
+    shipped = robustness(audit)  # what export puts in the model's metadata
+    out["worst-case undetected, eps 4"] = shipped["worst_case_undetected"]
+    out["worst case, 95% Wilson upper bound"] = shipped["worst_case_undetected_upper"]
     log = (run / "stream" / "watch.log").read_text()
     bursts = re.search(r"oblivious bursts: .*alerted on (\d+)/(\d+) bursts", log)
     out["oblivious bursts alerted"] = f"{bursts[1]}/{bursts[2]}" if bursts else "n/a"
