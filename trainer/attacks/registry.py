@@ -15,14 +15,18 @@ from trainer.progress import progress_bar
 
 from trainer.attacks._ops import evaluating, model_device, module_of
 from trainer.attacks.adaptive import adaptive
+from trainer.attacks.apgd import apgd
+from trainer.attacks.confined import confined_pgd
 from trainer.attacks.cw import carlini_wagner_l2, cw_detector_logit
 from trainer.attacks.deepfool import deepfool
 from trainer.attacks.dynamic import dynamic
 from trainer.attacks.fast import fast
 from trainer.attacks.iterative import iterative_l2, iterative_linf
+from trainer.attacks.low_frequency import low_frequency_pgd
 from trainer.attacks.patch import patch, patch_adaptive
 from trainer.attacks.pgd import pgd
 from trainer.attacks.selective import orthogonal_pgd, selective_pgd
+from trainer.attacks.sparse import sparse_pgd
 from trainer.attacks.square import square, square_adaptive
 from trainer.models.fold import folded
 
@@ -45,6 +49,25 @@ ATTACKS: dict[str, Callable[..., torch.Tensor]] = {
     "patch_adaptive": patch_adaptive,
     "square": square,
     "square_adaptive": square_adaptive,
+    "apgd": apgd,
+    "confined_pgd": confined_pgd,
+    "low_frequency_pgd": low_frequency_pgd,
+    "sparse_pgd": sparse_pgd,
+}
+# The shape of perturbation each attack leaves, which an alarm must recognise: dense eps-ball
+# perturbations ("pgd"), APGD's, Square Attack's stripes and squares, ones confined to the object,
+# smooth low-frequency ones, sparse ones (a few pixels), stickers, DeepFool's and C&W's minimal ones.
+FAMILIES: dict[str, str] = {
+    **dict.fromkeys(["pgd", "iterative_linf", "iterative_l2", "fast", "dynamic", "adaptive", "selective_pgd",
+                     "orthogonal_pgd"], "pgd"),
+    "apgd": "apgd",
+    "square": "square", "square_adaptive": "square",
+    "confined_pgd": "object-confined",
+    "low_frequency_pgd": "low-frequency",
+    "sparse_pgd": "sparse",
+    "patch": "patch", "patch_adaptive": "patch",
+    "deepfool_l2": "deepfool", "deepfool_linf": "deepfool",
+    "carlini_wagner_l2": "cw", "cw_detector_logit": "cw",
 }
 _DATA_ARGS = ("model", "detector_logit", "x", "y")
 # Attacks that stop as soon as the prediction changes, so their results lie just past the boundary.
@@ -71,11 +94,23 @@ _RULES: dict[str, FieldInfo] = {
     "area": Field(gt=0, le=1, description="patch: the sticker's share of the frame"),
     "queries": Field(gt=0, description="square: model evaluations per image"),
     "p_init": Field(gt=0, le=1, description="square: initial share of a square window"),
+    "background": Field(ge=0, le=255, description="confined_pgd: pixels at or below this level are background, left "
+                                                  "unchanged"),
+    "grid": Field(ge=1, description="low_frequency_pgd: side of the coarse grid upsampled to the frame"),
+    "pixels": Field(gt=0, description="sparse_pgd: most pixel locations changed (l_0 budget)"),
 }
 # The order parameters had in attack keys before each attack had its own model. Cached attack
 # sets and experiment detectors are named by attack_key, so it must not change for them.
 _KEY_ORDER = ["eps", "alpha", "steps", "sigma", "overshoot", "max_iter", "linf_cap", "restarts", "threshold", "norm",
-              "margin", "confidence", "binary_steps", "c", "lr", "area", "queries", "p_init"]
+              "margin", "confidence", "binary_steps", "c", "lr", "area", "queries", "p_init",
+              "background", "grid", "pixels"]
+
+
+def family(name: str) -> str:
+    """The family of attack `name` (see FAMILIES): the perturbation shape an alarm must recognise."""
+    if name not in FAMILIES:
+        raise ValueError(f"unknown attack {name!r}; known: {', '.join(FAMILIES)}")
+    return FAMILIES[name]
 
 
 def _parameters(name: str) -> dict[str, inspect.Parameter]:
