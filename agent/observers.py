@@ -26,15 +26,14 @@ the watch loop emits it (annotate, on_event) on its thread after the current bat
 
 One new sink or observer is one new module in `agent/sinks/` that defines
 `build(ctx: Context) -> Observer | None` (None: its config says off) plus its config field
-(`sinks.NAME` in `agent/config.py`); `build_observers` finds every module there with a `build`.
+(`sinks.NAME` in `agent/config.py`); `agent.sinks.build_observers` finds every module there
+with a `build`. The sinks depend on this module, never the other way round.
 An observer that raises is logged and counted in `agent_sink_errors{sink=CLASS}`; scoring and
 the other observers go on.
 """
 from __future__ import annotations
 
-import importlib
 import logging
-import pkgutil
 import queue
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
@@ -95,19 +94,6 @@ class Observer:
 
     def close(self) -> None:
         """Flush and release; called once, last."""
-
-
-def build_observers(ctx: Context) -> list[Observer]:
-    """Every observer the config turns on: one per module of `agent.sinks` that defines `build`."""
-    import agent.sinks as package
-
-    built = []
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
-        build = getattr(module, "build", None)
-        if build is not None and (observer := build(ctx)) is not None:
-            built.append(observer)
-    return built
 
 
 class Observers:

@@ -31,7 +31,8 @@ from agent.errors import AgentError, SourceError
 from agent.frame_health import FrameHealth, Hysteresis
 from agent.metrics import Metrics
 from agent.model import Detector, verify_model
-from agent.observers import Context, Observer, Observers, Scored, build_observers
+from agent.observers import Context, Observer, Observers, Scored
+from agent.sinks import build_observers
 from agent.systemd import Notifier, writable_model_files
 from agent.timings import LatencyHistogram, StageTimings
 from common.robustness import describe as describe_robustness

@@ -10,7 +10,8 @@ per class with a shared covariance, fitted on clean training images (with `famil
 their attacked twins: the gate must not call a perturbed frame unfamiliar, or the alarm never judges it). An image's
 unfamiliarity is its squared Mahalanobis distance to the nearest class mean; the threshold
 is calibrated on clean validation images so that a fraction `FPR` of them lies above it.
-The module runs in the exported graph on the same tap the detector reads.
+The module runs in the exported graph on the same tap the detector reads; the detector stage
+(`trainer.detect.stage.ensure_familiarity`) fits it for a run.
 """
 from __future__ import annotations
 
@@ -104,28 +105,3 @@ def fit(classifier: TappedClassifier, point: int, train_x: torch.Tensor, train_y
     return {"score": "mahalanobis", "point": point, "cell": list(cell), "means": module.means, "precision": module.precision,
             "threshold": threshold, "fpr": fpr, "val_rate": float((val_scores > threshold).double().mean()),
             "train_images": len(feats), "val_images": len(val_x)}
-
-
-def ensure(ctx, spec, classifier_sha256: str) -> dict:
-    """RUN/detectors/<spec.name>/familiarity.pt, fitted unless done for this classifier, tap and image sets."""
-    from trainer import stamped
-    from trainer.detect.data import split_images
-
-    point = spec.point if spec.familiarity_point is None else spec.familiarity_point
-    stamp = {"classifier_sha256": classifier_sha256, "point": point, "train_limit": spec.train_limit,
-             "val_limit": spec.val_limit, "fpr": FPR, "grid": GRID}
-    if spec.familiar_attempts:
-        stamp["attempts"] = [a.model_dump(mode="json") for a in [spec.adversary, *spec.positives]]
-
-    def compute() -> dict:
-        train_x, train_y = split_images(ctx, "train", spec.train_limit)
-        val_x, _ = split_images(ctx, "val", spec.val_limit)
-        if spec.familiar_attempts:
-            # The detector's own training twins (cached): a perturbation must not make a scene unfamiliar, or
-            # the gate would hide the largest attempts from the alarm (at AD(2), 74% of l_inf 32 attempts).
-            from trainer.detect.stage import assigned_twins
-            attempts = assigned_twins(ctx, [spec.adversary, *spec.positives], "train", spec, ctx.cfg.seed)[0]
-            train_x, train_y = torch.cat([train_x.float(), attempts]), torch.cat([train_y, train_y])
-        return fit(ctx.classifier, point, train_x, train_y, val_x, spec.eval_batch_size, ctx.device)
-
-    return stamped.cached(ctx.files.familiarity(spec.name), stamp, compute, key=None)

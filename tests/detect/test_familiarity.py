@@ -7,6 +7,7 @@ from detect.tiny_run import make_ctx
 from export.graph import FusedGraph, to_onnx
 from trainer import familiarity
 from trainer.detect import attach
+from trainer.detect.stage import ensure_familiarity
 from trainer.familiarity import Unfamiliarity, fit, pooled_features
 
 POINT = 2
@@ -51,9 +52,9 @@ def test_the_stage_stores_it_and_the_exported_graph_computes_it(tiny_dataset, cl
         {"name": "d", "adversary": {"name": "iterative_linf", "eps": 8}, "point": POINT, "mode": "static",
          "epochs": 1, "train_limit": 64, "val_limit": 100, "test_limit": 32}]})
     spec = ctx.cfg.detectors[0]
-    fam = familiarity.ensure(ctx, spec, "0" * 64)
+    fam = ensure_familiarity(ctx, spec, "0" * 64)
     assert (tmp_path / "detectors" / "d" / "familiarity.pt").is_file()
-    assert familiarity.ensure(ctx, spec, "0" * 64)["threshold"] == fam["threshold"], "loaded, not refitted"
+    assert ensure_familiarity(ctx, spec, "0" * 64)["threshold"] == fam["threshold"], "loaded, not refitted"
     model = attach(ctx, spec)
     graph = FusedGraph(model, Unfamiliarity(fam["means"], fam["precision"], fam["cell"]))
     proto = to_onnx(graph, (16, 16, 1), ["probs", "p_adv", "unfamiliarity"])
@@ -81,7 +82,7 @@ def test_fitted_on_the_attempts_too_the_gate_no_longer_hides_large_perturbations
                           progress=False).round().clamp(0, 255)
     hidden = {}
     for s in ctx.cfg.detectors:
-        gate = familiarity.Gate(ctx.classifier, familiarity.ensure(ctx, s, "0" * 64))
+        gate = familiarity.Gate(ctx.classifier, ensure_familiarity(ctx, s, "0" * 64))
         hidden[s.name] = gate(attempts).float().mean().item()
         assert gate(x).float().mean().item() < 0.1, "held-out clean images stay familiar"
     assert hidden["attempts"] < hidden["clean"] - 0.3, hidden
