@@ -19,6 +19,7 @@ from agent.preflight import preflight
 from agent.scoring import LabelledScore
 from common.errors import UserError
 from common.robustness import describe as describe_robustness
+from common.robustness import describe_families
 
 log = logging.getLogger("agent")
 
@@ -160,6 +161,7 @@ def check(model: Path = MODEL, camera: Optional[list[str]] = CAMERA, source: Opt
         f"input {info.width}x{info.height}x{info.channels} {info.color_order}, "
         f"resize {info.metadata['resize_interpolation']}",
         f"robustness: {describe_robustness(info.metadata)}",
+        *[f"           {row}" for row in describe_families(info.metadata)],
         f"inference: {detector.provider}, one session for {len(cameras)} camera(s): each batch takes the newest "
         f"frame of {lives} live camera(s)" + (f" and up to {cfg.inference.batch_size} file frames"
                                               if lives < len(cameras) else "")

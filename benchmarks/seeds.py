@@ -38,7 +38,7 @@ def seeds_arg(text: str) -> list[int]:
 
 
 def headline(run: Path) -> dict[str, float | str]:
-    """The issue-24 rows of one finished main-job run."""
+    """The headline rows of one finished main-job run."""
     audit = json.loads((run / "audit" / "audit.json").read_text())
     out: dict[str, float | str] = {}
     for r in audit["tpr_by_size"]:
@@ -57,15 +57,37 @@ def headline(run: Path) -> dict[str, float | str]:
     shipped = robustness(audit)  # what export puts in the model's metadata
     out["worst-case undetected, eps 4"] = shipped["worst_case_undetected"]
     out["worst case, 95% Wilson upper bound"] = shipped["worst_case_undetected_upper"]
+    out |= family_rows(audit)
     log = (run / "stream" / "watch.log").read_text()
-    bursts = re.search(r"oblivious bursts: .*alerted on (\d+)/(\d+) bursts", log)
-    out["oblivious bursts alerted"] = f"{bursts[1]}/{bursts[2]}" if bursts else "n/a"
+    bursts = re.findall(r"^(.+) bursts: .*alerted on (\d+)/(\d+) bursts", log, re.M)
+    out["bursts alerted, every kind"] = (f"{sum(int(a) for _, a, _ in bursts)}/{sum(int(b) for _, _, b in bursts)}"
+                                         if bursts else "n/a")
+    out["kinds with a burst not alerted"] = ", ".join(k for k, a, b in bursts if a != b) or "none"
     elsewhere = re.search(r"alerts on adversarial frames: \d+, elsewhere: (\d+)", log)
     out["stream alerts elsewhere"] = elsewhere[1] if elsewhere else "n/a"
     footage = [re.search(r"(\d+) alert\(s\)", f.read_text()) for f in sorted((run / "footage").glob("*.log"))]
     out["footage alerts"] = "+".join(m[1] for m in footage if m) or "n/a"
     timing = run / "main_job.seconds"
     out["main job seconds"] = float(timing.read_text()) if timing.exists() else "n/a"
+    return out
+
+
+def family_rows(audit: dict) -> dict[str, float | str]:
+    """The family table's rows of one run: unattacked camera frames flagged, the worst family's silent
+    misclassifications per budget (which family, on which frames), attempts flagged per dense family and
+    budget, and the silent rate of the families attacked at their own budget."""
+    f = audit.get("families")
+    if not f:
+        return {}
+    out: dict[str, float | str] = {f"unattacked {d['domain']} frames flagged": d["flagged"] for d in f["domains"]}
+    for w in robustness(audit)["families"]["worst"]:
+        out[f"silent, worst family, l_inf {w['eps']:g}"] = w["silent"]
+        out[f"  worst family at l_inf {w['eps']:g}"] = f"{w['family']} ({w['domain']})"
+    for r in f["rows"]:
+        if r["eps"] is None:
+            out[f"silent, {r['family']} ({r['domain']}, {r['budget']})"] = r["silent"]
+        elif r["eps"] >= 8:
+            out[f"attempts flagged, {r['family']} ({r['domain']}) l_inf {r['eps']:g}"] = r["attempts_flagged"]
     return out
 
 

@@ -58,6 +58,8 @@ done
 
 echo "== recap"
 sed -n 's/^robustness: /audit of the shipped detector: /p' "$RUN/check.log"
+# The family table `agent check` printed under it (indented): the alarm per family of perturbation, worst cell last.
+awk '/^robustness: /{on=1; next} on && /^           /{sub(/^           /, ""); print; next} {on=0}' "$RUN/check.log"
 python3 - "$RUN/audit/audit.json" <<'PY'
 import json, sys
 rows = json.load(open(sys.argv[1]))["tpr_by_size"]

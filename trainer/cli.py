@@ -82,9 +82,12 @@ def demo_stream(
     run: Path = typer.Option(..., "--run", help="A finished run directory (classifier and detector trained)."),
     out: Path = typer.Option(Path("demo"), "--out", help="Where frames/%05d.png and labels.json are written."),
     detector: Optional[str] = typer.Option(None, "--detector", help="Detector whose adversary attacks the frames; default: the run's `deploy`."),
-    frames: int = typer.Option(600, "--frames", min=1, help="Frames in the stream, drawn in order from the test set."),
+    frames: Optional[int] = typer.Option(None, "--frames", min=1, help="Frames in the stream, drawn in order from the test "
+                                         "set; default: one burst of every kind (each family of the run's audit and the "
+                                         "adaptive attack, on the data set's frames, then through the camera model)."),
     burst: int = typer.Option(8, "--burst", min=1, help="Consecutive adversarial frames per burst."),
-    period: int = typer.Option(60, "--period", min=2, help="A burst starts mid-way through every PERIOD frames."),
+    period: int = typer.Option(40, "--period", min=2, help="A burst starts mid-way through every PERIOD frames."),
+    eps: float = typer.Option(16.0, "--eps", min=0, help="l_inf budget (0..255 units) of the families' oblivious bursts."),
 ) -> None:
     """Write a lossless demo stream of test images with adversarial bursts at known frames.
 
@@ -96,7 +99,7 @@ def demo_stream(
     with reported():
         if burst >= period:
             raise UserError("--burst must be shorter than --period")
-        result = write_demo_stream(run, out, detector, frames, burst, period)
+        result = write_demo_stream(run, out, detector, frames, burst, period, eps)
     print(f"{result['frames']} frames ({len(result['adversarial'])} adversarial, {result['classifier_fooled']:.0%} of them "
           f"fool the classifier) -> {out / 'frames'}; labels -> {out / 'labels.json'}")
 

@@ -5,6 +5,7 @@ One section per stage. The YAML files in `configs/` are instances of `Config`;
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -13,7 +14,7 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 from common.config import Schema
 from trainer.attacks import ATTACKS, AttackSpec
 from trainer.attacks.registry import accepted_parameters, needs_detector
-from trainer.audit.corruptions import CORRUPTIONS, SEVERITIES
+from trainer.audit.corruptions import CAMERA_DARK, CORRUPTIONS, SEVERITIES
 from trainer.models.detector import ARCHS
 
 
@@ -170,6 +171,11 @@ class DetectorSpec(DetectorTraining):
     scene_share: float = Field(0.0, ge=0, le=1, description="fraction of negatives replaced every epoch by scenes made from "
                                "the training images (trainer/detect/scenes.py: zoomed, blended, unevenly lit), so that a "
                                "frame unlike the data set's is no reason to alarm; 0 = none")
+    camera_share: float = Field(0.0, ge=0, le=1, description="static mode with twins one: share of the training and "
+                                "validation images replaced by themselves through the camera model (corruptions.camera: "
+                                "black level, shot and read noise) before their twins are made, so that the clean frame and "
+                                "its attacked twin both look as a camera delivers them and neither a lifted background nor "
+                                "sensor noise tells an attack apart; 0 = none")
     twins: Literal["all", "one"] = Field("all", description="static mode: all = every adversary (`adversary` and "
                                          "`positives`) makes a twin of every training image, and each epoch draws one; "
                                          "one = each image has a single twin, by one adversary drawn per image from the "
@@ -209,6 +215,8 @@ class DetectorSpec(DetectorTraining):
             raise ValueError(f"negative_share {self.negative_share} and scene_share {self.scene_share} add up to more than 1")
         if self.familiar_attempts and (self.mode != "static" or self.twins != "one"):
             raise ValueError("familiar_attempts fits familiarity on the static twins: mode static with twins one only")
+        if self.camera_share and (self.mode != "static" or self.twins != "one"):
+            raise ValueError("camera_share makes the twins of camera frames: mode static with twins one only")
         if self.select == "tpr" and self.mode != "static":
             raise ValueError("select tpr scores precomputed twins: mode static only")
         if self.mode == "dynamic" and (self.positives or self.benign):
@@ -397,6 +405,20 @@ AUDIT_ATTACKS = [
 ]
 
 
+# One oblivious attack per family of perturbation (trainer/attacks/registry.py FAMILIES), graded per budget by the
+# audit's family table: where the perturbation goes (everywhere, the object only, a few pixels, a sticker), its
+# shape (dense, low-frequency) and the attack's step schedule (PGD's fixed step, APGD's adaptive one).
+FAMILY_ATTACKS = [
+    AuditAttack(name="pgd"),
+    AuditAttack(name="apgd"),
+    AuditAttack(name="confined_pgd"),
+    AuditAttack(name="low_frequency_pgd", params={"grid": 4}),
+    AuditAttack(name="sparse_pgd", params={"pixels": 16}),
+    AuditAttack(name="patch", params={"area": 0.07}),
+    AuditAttack(name="deepfool_linf", params={"max_iter": 50}),
+]
+
+
 # Where scripts/setup.sh unpacks Debian's opencv-doc sample videos.
 FOOTAGE = "/tmp/opencv-doc/usr/share/doc/opencv-doc/examples/data"
 
@@ -424,8 +446,18 @@ class AuditConfig(Schema):
                                             "missing files are skipped")
     footage_frames: PositiveInt = Field(200, description="frames scored per video, spread evenly over it")
     batch_size: PositiveInt = Field(250, description="images per attack batch")
+    families: list[AuditAttack] = Field(FAMILY_ATTACKS, description="the family table: oblivious attacks, one per family "
+                                        "of perturbation (trainer/attacks/registry.py FAMILIES), each at every "
+                                        "`family_eps` (once, at its own budget, where it takes no eps), each row marked "
+                                        "trained on or not by the audited detector; [] = no family table")
+    family_eps: list[float] = Field([4.0, 8.0, 16.0, 32.0], min_length=1, description="l_inf budgets of the family table")
+    family_steps: PositiveInt = Field(20, description="steps of every family's attack, unless its params say otherwise")
+    family_restarts: PositiveInt = Field(1, description="random restarts of every family's attack, unless its params say otherwise")
+    camera: bool = Field(True, description="grade every family also on frames through the camera model (black level, shot "
+                         "and read noise: corruptions.camera), applied before the attack as a camera delivers them")
+    seed: int = Field(0, description="seed of the camera model's noise on the audit's frames")
 
-    @field_validator("eps")
+    @field_validator("eps", "family_eps")
     @classmethod
     def _positive(cls, eps: list[float]) -> list[float]:
         if any(e <= 0 for e in eps):
@@ -440,6 +472,12 @@ class AuditConfig(Schema):
             if attack.name not in ATTACKS:
                 raise ValueError(f"unknown attack {attack.name!r}; known: {', '.join(ATTACKS)}")
             self.attack_spec(attack, self.eps[0], 0.5)
+        for attack in self.families:
+            if attack.name not in ATTACKS:
+                raise ValueError(f"families: unknown attack {attack.name!r}; known: {', '.join(ATTACKS)}")
+            if needs_detector(attack.name):
+                raise ValueError(f"families: {attack.name} attacks the detector; the family table grades oblivious attacks")
+            self.family_spec(attack, self.family_eps[0], camera=True)
         return self
 
     @property
@@ -452,6 +490,23 @@ class AuditConfig(Schema):
         ours = {"eps": eps, "norm": self.norm, "threshold": threshold, "steps": self.steps, "restarts": self.restarts}
         taken = accepted_parameters(attack.name)
         return AttackSpec(name=attack.name, **{**{k: v for k, v in ours.items() if k in taken}, **attack.params})
+
+    def family_spec(self, attack: AuditAttack, eps: float | None, camera: bool) -> AttackSpec:
+        """A family's oblivious `attack` at l_inf `eps` (dropped where not taken) with the family table's steps and
+        restarts, overridden by its own params; on `camera` frames, `on_camera_frames` unless its params set a
+        background level."""
+        ours = {"eps": eps, "norm": "linf", "steps": self.family_steps, "restarts": self.family_restarts}
+        taken = accepted_parameters(attack.name)
+        spec = AttackSpec(name=attack.name, **{**{k: v for k, v in ours.items() if k in taken}, **attack.params})
+        return on_camera_frames(spec) if camera and "background" not in attack.params else spec
+
+
+def on_camera_frames(spec: AttackSpec) -> AttackSpec:
+    """`spec` as it attacks frames through the camera model: nothing there is exactly 0, so an attack confined to
+    the object takes the pixels above the camera's darkest background (corruptions.CAMERA_DARK) for it."""
+    if "background" not in accepted_parameters(spec.name):
+        return spec
+    return AttackSpec(name=spec.name, **{**spec.params(), "background": float(math.ceil(CAMERA_DARK))})
 
 
 class Config(Schema):

@@ -1,9 +1,10 @@
 """A labelled demo stream for the agent: test images with adversarial bursts at known frames.
 
 Frames are written as PNG (lossless) so that the perturbations reach the agent exactly as
-computed (after the uint8 rounding any camera stream applies). Bursts come in two kinds: an
-attacker who knows only the classifier (oblivious) and the adaptive white-box attacker who knows
-the deployed classifier, detector and threshold. `labels.json` names the adversarial frames of
+computed (after the uint8 rounding any camera stream applies). Bursts rotate through the families of
+perturbation of the run's audit, each by an attacker who knows only the classifier, and the adaptive
+white-box attacker who knows the deployed classifier, detector and threshold; the second half of the
+stream repeats them on frames through a camera model. `labels.json` names the adversarial frames of
 each kind and every frame's true class so `agent watch --labels` can score detection, false
 alarms and silent misclassifications per kind.
 """
@@ -18,6 +19,8 @@ import torch
 
 from common.config import load_config
 from trainer.attacks import AttackSpec, run_attack
+from trainer.attacks.registry import family
+from trainer.audit.families import camera_frames
 from trainer.config import Config
 from trainer.data import load_dataset
 from trainer.detector_checkpoint import DetectorCheckpoint
@@ -30,49 +33,56 @@ def adversarial_frames(frames: int, burst: int, period: int) -> list[int]:
     return [i for i in range(frames) if (i % period) - start in range(burst)]
 
 
-BURST_KINDS = ("oblivious", "adaptive")  # burst k is of kind BURST_KINDS[k % 2]
+def burst_kinds(adversarial: list[int], period: int, kinds: list[str]) -> dict[str, list[int]]:
+    """The adversarial frames of each burst kind: burst k is of kind kinds[k % len(kinds)]."""
+    return {kind: [i for i in adversarial if kinds[(i // period) % len(kinds)] == kind] for kind in kinds}
 
 
-def burst_kinds(adversarial: list[int], period: int) -> dict[str, list[int]]:
-    """The adversarial frames of each burst kind: bursts alternate between the kinds of BURST_KINDS."""
-    return {kind: [i for i in adversarial if BURST_KINDS[(i // period) % len(BURST_KINDS)] == kind] for kind in BURST_KINDS}
+def burst_attacks(cfg: Config, det_ckpt: DetectorCheckpoint, eps: float, adaptive_steps: int = 60,
+                  adaptive_restarts: int = 1) -> dict[str, AttackSpec]:
+    """The attack of each burst kind, first on the data set's frames, then (kind "... (camera)") on frames
+    through the camera model.
 
-
-def burst_attacks(det_ckpt: DetectorCheckpoint, adaptive_steps: int = 60, adaptive_restarts: int = 1) -> dict[str, AttackSpec]:
-    """The attack of each burst kind.
-
-    oblivious: an attacker who sees the classifier but not the internal detector (the paper's
-    footnote 2): a static detector's own adversary, else the basic iterative method at the
-    detector's eps. adaptive: the adaptive white-box attack (trainer/attacks/adaptive.py) on the
-    deployed classifier + detector at its shipped threshold, one run of 60 steps: the stream shows
-    what an adaptive attacker does to the agent in seconds (100 steps x 3 restarts cost the main
-    job 28 s more); `trainer audit` is where steps and restarts count.
+    One oblivious kind per family of the run's audit (`audit.families`: an attacker who sees the classifier but
+    not the internal detector, the paper's footnote 2) at l_inf `eps`, and `adaptive`: the adaptive white-box
+    attack (trainer/attacks/adaptive.py) on the deployed classifier + detector at its shipped threshold and the
+    detector's training eps, one run of 60 steps: the stream shows what an adaptive attacker does to the agent in
+    seconds (100 steps x 3 restarts cost the main job 28 s more); `trainer audit` is where steps and restarts count.
     """
-    eps = det_ckpt.adversary["eps"]
-    oblivious = AttackSpec(**det_ckpt.adversary) if det_ckpt.mode == "static" else AttackSpec(name="iterative_linf", eps=eps)
-    adaptive = AttackSpec(name="adaptive", eps=eps, threshold=det_ckpt.threshold, steps=adaptive_steps,
-                          restarts=adaptive_restarts)
-    return {"oblivious": oblivious, "adaptive": adaptive}
+    adaptive = AttackSpec(name="adaptive", eps=det_ckpt.adversary.get("eps", eps), threshold=det_ckpt.threshold,
+                          steps=adaptive_steps, restarts=adaptive_restarts)
+    kinds = {}
+    for camera in (False, True):
+        suffix = " (camera)" if camera else ""
+        for attack in cfg.audit.families:
+            kinds[family(attack.name) + suffix] = cfg.audit.family_spec(attack, eps, camera)
+        kinds["adaptive" + suffix] = adaptive
+    return kinds
 
 
-def write_demo_stream(run_dir: Path, out: Path, detector: str | None = None, frames: int = 600,
-                      burst: int = 8, period: int = 60) -> dict:
+def write_demo_stream(run_dir: Path, out: Path, detector: str | None = None, frames: int | None = None,
+                      burst: int = 8, period: int = 40, eps: float = 16.0) -> dict:
     """Write `out/frames/%05d.png` and `out/labels.json`; returns the labels.
 
-    Bursts alternate between the kinds of BURST_KINDS; labels.json lists all adversarial frames
-    (`adversarial`), those of each kind (`kinds`), each kind's attack (`attacks`) and the true
-    class of every frame (`classes`, indices into `class_names`).
+    Bursts rotate through the kinds of `burst_attacks`; the frames of the camera kinds' half of the stream, clean
+    ones too, went through the camera model (`camera_frames`) first. `frames` defaults to one burst of every
+    kind. labels.json lists all adversarial frames (`adversarial`), those of each kind (`kinds`), each kind's
+    attack (`attacks`), the frames through the camera model (`camera`) and the true class of every frame
+    (`classes`, indices into `class_names`).
     """
     name = resolve_detector(run_dir, detector)
     model, _, det_ckpt = load_detected_classifier(run_dir, name)
     cfg = load_config(Config, RunDir(run_dir).config)
+    attacks = burst_attacks(cfg, det_ckpt, eps)
+    frames = frames or period * len(attacks)
     data = load_dataset(cfg.data)
     test = data.test
     pick = torch.arange(frames) % len(test)
     images, labels = test.images[pick], test.labels[pick]
+    camera = [i for i in range(frames) if i >= period * len(attacks) // 2]
+    images[camera] = camera_frames(images[camera], cfg.audit.seed)
     adv = adversarial_frames(frames, burst, period)
-    kinds = burst_kinds(adv, period)
-    attacks = burst_attacks(det_ckpt)
+    kinds = burst_kinds(adv, period, list(attacks))
     for kind, idx in kinds.items():
         if idx:
             attacked = run_attack(attacks[kind], model.classifier, images[idx], labels[idx],
@@ -86,7 +96,7 @@ def write_demo_stream(run_dir: Path, out: Path, detector: str | None = None, fra
         cv2.imwrite(str(frame_dir / f"{i:05d}.png"), bgr)
     with torch.no_grad():
         fooled = (model.classifier(images[adv].float()).argmax(1) != labels[adv]).float().mean().item()
-    result = {"frames": frames, "adversarial": adv, "kinds": kinds, "detector": name,
+    result = {"frames": frames, "adversarial": adv, "kinds": kinds, "detector": name, "camera": camera,
               "attacks": {k: a.model_dump(exclude_none=True) for k, a in attacks.items()},
               "classifier_fooled": fooled, "pattern": str(frame_dir / "%05d.png"),
               "classes": labels.tolist(), "class_names": data.classes}

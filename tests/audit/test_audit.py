@@ -21,7 +21,11 @@ AUDIT = {"images": 60, "eps": [4, 16], "steps": 8, "restarts": 2, "batch_size": 
          "attacks": [{"name": "fast"}, {"name": "iterative_linf", "params": {"steps": 5, "alpha": 2}},
                      {"name": "deepfool_linf", "params": {"max_iter": 5}}, {"name": "adaptive"},
                      {"name": "square_adaptive", "params": {"queries": 50}},
-                     {"name": "patch", "params": {"steps": 3, "restarts": 1}}]}
+                     {"name": "patch", "params": {"steps": 3, "restarts": 1}}],
+         # The family table: the detector trains on iterative_linf (family pgd) only.
+         "families": [{"name": "pgd", "params": {"steps": 3}}, {"name": "low_frequency_pgd", "params": {"steps": 3}},
+                      {"name": "sparse_pgd", "params": {"pixels": 4, "steps": 3}}],
+         "family_eps": [8, 32]}
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +90,7 @@ def test_outputs_and_rerun_does_no_work(run, result, monkeypatch):
     assert "**worst case**" in report and "haze" in report
     assert json.loads((out / "audit.json").read_text())["stamp"]["detector"] == "deployed"
     assert result["overlap_with_detector_evaluation"] == 0  # the detector scored the first 50 test images, the audit the last 60
-    assert len(result["corruptions"]) == 1 + 7 * 3 and all(0 <= r["fpr"] <= 1 for r in result["corruptions"])
+    assert len(result["corruptions"]) == 1 + 8 * 3 and all(0 <= r["fpr"] <= 1 for r in result["corruptions"])
     tpr = {(r["norm"], r["eps"]): r for r in result["tpr_by_size"]}
     assert tpr[("linf", 32)]["fooled"] >= tpr[("linf", 8)]["fooled"]
 
@@ -105,3 +109,24 @@ def test_robustness_summary_names_the_headline_eps(result):
     n = summary["images"]
     assert summary["worst_case_undetected"] <= summary["worst_case_undetected_upper"] <= 1
     assert summary["worst_case_undetected_upper"] == wilson_interval(round(summary["worst_case_undetected"] * n), n)[1]
+
+
+def test_the_family_table_says_which_families_the_detector_never_trained_on(result):
+    f = result["families"]
+    assert f["trained_families"] == ["pgd"]
+    assert {(r["family"], r["trained"]) for r in f["rows"]} == {("pgd", True), ("low-frequency", False), ("sparse", False)}
+    assert [d["domain"] for d in f["domains"]] == ["data set", "camera"]
+    # Every family on both domains, at each budget, or once at its own (sparse: 4 pixels).
+    assert len(f["rows"]) == 2 * (2 + 2 + 1)
+    for r in f["rows"]:
+        assert 0 <= r["silent"] <= r["fooled"] and r["silent_count"] == round(r["silent"] * r["images"])
+        assert (r["eps"] is None) == (r["family"] == "sparse")
+
+
+def test_the_shipped_headline_is_the_worst_family(result):
+    shipped = robustness(result)["families"]
+    rows = result["families"]["rows"]
+    for w in shipped["worst"]:
+        cells = [r["silent"] for r in rows if r["eps"] == w["eps"]]
+        assert w["silent"] == max(cells) and w["silent"] <= w["silent_upper"] <= 1
+    assert shipped["worst_beyond_eps"]["family"] == "sparse"

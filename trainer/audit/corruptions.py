@@ -1,4 +1,5 @@
-"""Benign corruptions a vehicle camera sees (noise, blur, compression, low light, low contrast, haze), 3 severities each.
+"""Benign corruptions a vehicle camera sees (noise, blur, compression, low light, low contrast, haze, the sensor itself),
+3 severities each.
 
 In the spirit of Hendrycks & Dietterich 2019 (ImageNet-C), written with NumPy/OpenCV on uint8
 frames. The detector should not alarm on any of them: the audit reports its FPR under each.
@@ -69,9 +70,25 @@ def haze(img: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
     return img * t + 230 * (1 - t)
 
 
+def camera(img: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
+    """A real sensor: black level b = 4 / 8 / 16 grey levels (the signal compressed into b..255), shot noise of
+    variance 0.05 / 0.1 / 0.2 x the signal, and read noise of sigma 1 / 2 / 3.
+
+    No camera delivers an exact-zero background, so a data set whose background is exactly 0 (Fashion-MNIST)
+    lets a detector call any lifted background an attack: frames through this model must not alarm.
+    """
+    black, shot, read = (4, 8, 16)[s], (0.05, 0.1, 0.2)[s], (1, 2, 3)[s]
+    signal = black + img * (1 - black / 255)
+    return signal + rng.normal(0, 1, img.shape) * np.sqrt(shot * signal + read**2)
+
+
+# The brightest a background pixel gets through `camera` at its worst (black level 16 + 4 sigma of its noise):
+# attacks confined to the object take the pixels above it for the object on such frames.
+CAMERA_DARK = 16 + 4 * np.sqrt(0.2 * 16 + 3**2)
+
 CORRUPTIONS: dict[str, Corruption] = {
     "gaussian_noise": gaussian_noise, "defocus_blur": defocus_blur, "motion_blur": motion_blur, "jpeg": jpeg,
-    "brightness": brightness, "contrast": contrast, "haze": haze,
+    "brightness": brightness, "contrast": contrast, "haze": haze, "camera": camera,
 }
 
 
@@ -99,3 +116,8 @@ def corrupt_randomly(images: np.ndarray, names: list[str], rng: np.random.Genera
     drawn = np.asarray(severities)[rng.integers(len(severities), size=len(images))] - 1
     out = [_apply(CORRUPTIONS[names[k]], img, int(s), rng) for img, k, s in zip(images, kinds, drawn)]
     return np.stack(out).transpose(0, 3, 1, 2) if out else images.copy()
+
+
+def through_camera(images: np.ndarray, seed: int) -> np.ndarray:
+    """uint8 `images` [N, C, H, W] as a camera delivers them (`camera`), its severity drawn per image from 1..3."""
+    return corrupt_randomly(images, ["camera"], np.random.default_rng(seed), range(1, SEVERITIES + 1))

@@ -83,6 +83,8 @@ def report_lines(r: dict) -> list[str]:
                   x.get("attempts_judged_flagged")] for x in r["tpr_by_size"]]),
         "",
     ]
+    if r.get("families"):
+        lines += _family_section(r["families"])
     if r["corruptions"]:
         sev = sorted({x["severity"] for x in r["corruptions"] if x["severity"]})
         get = {(x["corruption"], x["severity"]): x for x in r["corruptions"]}
@@ -95,3 +97,17 @@ def report_lines(r: dict) -> list[str]:
         lines += ["### False alarms on real clean footage (frames preprocessed as the agent does)", "",
                   *_table(["video", "frames", "FPR"], [[x["video"], x["frames"] or "skipped (file missing)", x["fpr"]] for x in r["footage"]]), ""]
     return lines
+
+
+def _family_section(f: dict) -> list[str]:
+    """The family table: per family, domain and budget, attempts flagged, fooled, TPR and silent misclassifications."""
+    return ["### The alarm per family of perturbation (oblivious attempts, shipped threshold)", "",
+            "Each family attacks the classifier alone. Trained on: the detector saw this family among its positives; "
+            "not trained on: it never did, so the row measures generalisation, not memory. Silent = fooled and not "
+            "flagged, over the images attacked. Camera: the frames went through the camera model (black level, shot "
+            f"and read noise) before the attack. The detector trained on: {', '.join(f['trained_families'])}.", "",
+            *_table(["domain", "images", "accuracy", "unattacked flagged"],
+                    [[d["domain"], d["correct"], d["accuracy"], d["flagged"]] for d in f["domains"]]), "",
+            *_table(["family", "trained on", "domain", "budget", "attempts flagged", "fooled", "TPR on fooling", "silent"],
+                    [[x["family"], "yes" if x["trained"] else "**no**", x["domain"], x["budget"], x["attempts_flagged"],
+                      x["fooled"], x["tpr"], x["silent"]] for x in f["rows"]]), ""]

@@ -21,6 +21,7 @@ from trainer.progress import progress_bar
 from trainer.attacks import AttackSpec, run_attack
 from trainer.attacks.registry import accepted_parameters, needs_detector
 from trainer.audit.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from trainer.audit.families import grade_families
 from trainer.audit.footage import footage_frames
 from trainer.audit.score import outcome, quantise, rate
 from trainer.audit.target import Target
@@ -51,6 +52,7 @@ def audit(cfg: AuditConfig, t: Target, progress: bool = True) -> dict:
         "tpr_by_size": _tpr_by_size(cfg, t, x, y, progress),
         "corruptions": _corruptions(cfg, t, clean) if cfg.corruptions else [],
         "footage": _footage(cfg, t),
+        "families": grade_families(cfg, t, progress) if cfg.families else None,
     }
 
 

@@ -47,4 +47,24 @@ def robustness(result: dict) -> dict:
                "calibration": result.get("calibration", "clean")}
     if None in worst:
         summary["patch_undetected"] = worst[None]["undetected"]
+    if result.get("families"):
+        summary["families"] = families(result["families"])
     return summary
+
+
+def families(graded: dict) -> dict:
+    """The family table as shipped: every row, each domain's unattacked false alarms, and per budget the worst
+    family's silent misclassification rate with its 95% Wilson upper bound (the headline: the worst family, not PGD)."""
+    rows = graded["rows"]
+    worst = []
+    for eps in dict.fromkeys(r["eps"] for r in rows if r["eps"] is not None):
+        w = max((r for r in rows if r["eps"] == eps), key=lambda r: r["silent"] or 0)
+        worst.append({"eps": eps, "family": w["family"], "domain": w["domain"], "trained": w["trained"],
+                      "silent": w["silent"], "silent_upper": wilson_interval(w["silent_count"], w["images"])[1]})
+    beyond = [{"family": r["family"], "budget": r["budget"], "domain": r["domain"], "trained": r["trained"],
+               "silent": r["silent"], "silent_upper": wilson_interval(r["silent_count"], r["images"])[1]}
+              for r in rows if r["eps"] is None]
+    return {"rows": [{k: r[k] for k in ("family", "domain", "eps", "budget", "trained", "attempts_flagged", "silent")}
+                     for r in rows],
+            "unattacked_flagged": {d["domain"]: d["flagged"] for d in graded["domains"]},
+            "worst": worst, "worst_beyond_eps": max(beyond, key=lambda r: r["silent"] or 0, default=None)}

@@ -9,7 +9,8 @@ import torch
 
 from common.config import ConfigError
 from trainer import checkpoint
-from trainer.config import Config
+from trainer.attacks.registry import family
+from trainer.config import Config, DetectorSpec
 from trainer.detect import attach
 from trainer.detect.stage import classifier_sha256
 from trainer.familiarity import Gate
@@ -33,6 +34,7 @@ class Target:
     evaluated_images: int  # the first test images the detectors' own evaluation scored
     calibration: str  # which validation images the threshold was set on: "clean" or "clean+corrupted"
     unfamiliar: Optional[Gate] = None  # the agent's familiarity gate, where the run has one
+    trained_families: frozenset[str] = frozenset()  # families of perturbation among the detector's training positives
 
 
 def audited_detector(cfg: Config) -> tuple[str, Path]:
@@ -66,4 +68,10 @@ def load_target(ctx, images: int) -> Target:
     gate = Gate(model.classifier, checkpoint.load(fitted, ctx.device)).to(ctx.device) if fitted.is_file() else None
     return Target(model, name, ckpt.threshold, ckpt.threshold_fpr, classifier_sha256(ctx),
                   checkpoint.sha256(path), test.images[first:].to(ctx.device), test.labels[first:].to(ctx.device),
-                  first, evaluated, (ckpt.calibration_set or {}).get("name", "clean"), gate)
+                  first, evaluated, (ckpt.calibration_set or {}).get("name", "clean"), gate, trained_families(spec))
+
+
+def trained_families(spec: DetectorSpec) -> frozenset[str]:
+    """The families of perturbation (registry FAMILIES) a detector saw as positives: its adversary, its
+    positives and, in adaptive mode, its paper adversary."""
+    return frozenset(family(a.name) for a in (spec.adversary, *spec.positives, spec.paper_adversary) if a is not None)
