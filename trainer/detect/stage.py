@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from trainer import checkpoint, familiarity, stamped
-from trainer.audit.corruptions import SEVERITIES, corrupt
-from trainer.config import CalibrationConfig, DetectorSpec
+from trainer.audit.corruptions import SEVERITIES, corrupt, through_camera
+from trainer.config import CalibrationConfig, DetectorSpec, on_camera_frames
 from trainer.detect.data import split_images, twins
 from trainer.detect.evaluate import calibrated_threshold, detectability, alert_rate, scores, summary
 from trainer.attacks import cached_attack
@@ -27,7 +27,7 @@ from trainer.rundir import RunContext
 EVAL_IMAGES = 256  # test images in eval.pt, for the exporter's parity check
 ADAPTIVE_ONLY = {"eps_range", "eps_ramp_epochs", "paper_adversary", "paper_share"}
 WIDENED = {"positives", "negatives", "negative_share"}  # unset in every detector made before they existed
-LATER = {"negative_severities", "twins", "select", "lr_schedule", "scene_share", "negative_weights"}  # left out of stamps at their defaults, as WIDENED
+LATER = {"negative_severities", "twins", "select", "lr_schedule", "scene_share", "negative_weights", "camera_share"}  # left out of stamps at their defaults, as WIDENED
 
 
 def run_detector_stage(ctx: RunContext) -> None:
@@ -120,10 +120,13 @@ def ensure_familiarity(ctx: RunContext, spec: DetectorSpec, classifier_sha: str)
              "val_limit": spec.val_limit, "fpr": familiarity.FPR, "grid": familiarity.GRID}
     if spec.familiar_attempts:
         stamp["attempts"] = [a.model_dump(mode="json") for a in [spec.adversary, *spec.positives]]
+    if spec.camera_share:  # left out at 0, so gates fitted before it existed stay valid
+        stamp["camera_share"] = spec.camera_share
 
     def compute() -> dict:
-        train_x, train_y = split_images(ctx, "train", spec.train_limit)
-        val_x, _ = split_images(ctx, "val", spec.val_limit)
+        # The detector's own images, camera frames among them: a frame as a camera delivers it is familiar.
+        train_x, train_y, _ = detector_images(ctx, spec, "train")
+        val_x, _, _ = detector_images(ctx, spec, "val")
         if spec.familiar_attempts:
             # The detector's own training twins (cached): a perturbation must not make a scene unfamiliar, or
             # the gate would hide the largest attempts from the alarm (at AD(2), 74% of l_inf 32 attempts).
@@ -161,8 +164,8 @@ def training_data(ctx: RunContext, spec: DetectorSpec) -> TrainingData:
     training image by each (`twins: all`) or by one drawn per image (`twins: one`), and of every
     validation image by one drawn per image. Validation negatives have a share corrupted as in training
     (`negatives`), drawn once from the seed; selection by `tpr` gets the calibration set."""
-    train_x, train_y = split_images(ctx, "train", spec.train_limit)
-    val_x, val_y = split_images(ctx, "val", spec.val_limit)
+    train_x, train_y, _ = detector_images(ctx, spec, "train")
+    val_x, val_y, _ = detector_images(ctx, spec, "val")
     data = TrainingData(train_x, train_y, val_x, val_y)
     static = spec.adversary if spec.mode == "static" else spec.paper_adversary
     if static is not None and static.name != "dynamic":
@@ -185,16 +188,31 @@ def assigned_twins(ctx: RunContext, adversaries: list, split: str, spec: Detecto
     """One twin of each image of `split` (up to the spec's limit), by an adversary of `adversaries` drawn per
     image from `seed`: the twins [N, C, H, W] and which adversary made each [N]. Each adversary runs once, on
     its share of the images, cached like `twins`."""
-    x, y = split_images(ctx, split, spec.train_limit if split == "train" else spec.val_limit)
+    x, y, camera = detector_images(ctx, spec, split)
     gen = torch.Generator().manual_seed(seed)
     which = torch.randint(len(adversaries), (len(x),), generator=gen).to(x.device)
     out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
     for k, adversary in enumerate(adversaries):
-        idx = (which == k).nonzero().squeeze(1)
-        if len(idx):
-            out[idx] = cached_attack(ctx.files.attacks, adversary, ctx.classifier, x[idx], y[idx], split=f"{split}{len(x)}-{k}",
-                                     batch_size=spec.eval_batch_size, progress=True).float()
+        for on_camera in (False, True):
+            idx = ((which == k) & (camera == on_camera)).nonzero().squeeze(1)
+            if len(idx):
+                attack = on_camera_frames(adversary) if on_camera else adversary
+                out[idx] = cached_attack(ctx.files.attacks, attack, ctx.classifier, x[idx], y[idx],
+                                         split=f"{split}{len(x)}-{k}{'-camera' if on_camera else ''}",
+                                         batch_size=spec.eval_batch_size, progress=True).float()
     return out, which
+
+
+def detector_images(ctx: RunContext, spec: DetectorSpec, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The images of `split` a detector learns from (up to the spec's limit), their labels, and which of them
+    [N] bool went through the camera model (a share `spec.camera_share`, drawn from the seed): those images, and
+    so their twins and their corrupted copies, are frames as a camera delivers them."""
+    x, y = split_images(ctx, split, spec.train_limit if split == "train" else spec.val_limit)
+    camera = torch.rand(len(x), generator=torch.Generator().manual_seed(ctx.cfg.seed)) < spec.camera_share
+    if camera.any():
+        x = x.clone()
+        x[camera.to(x.device)] = torch.from_numpy(through_camera(x[camera.to(x.device)].cpu().numpy(), ctx.cfg.seed)).to(x.device)
+    return x, y, camera.to(x.device)
 
 
 def calibration_parts(val_x: torch.Tensor, calibration: CalibrationConfig, seed: int) -> list[torch.Tensor]:
