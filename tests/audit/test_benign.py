@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer.audit.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from trainer.audit.corruptions import CAMERA_DARK, CORRUPTIONS, SEVERITIES, corrupt
 from trainer.audit.footage import footage_frames
 from trainer.config import AuditConfig
 
@@ -42,3 +42,15 @@ def test_footage_frames_come_as_the_models_input(channels):
 
 def test_missing_footage_is_none(tmp_path):
     assert footage_frames(tmp_path / "nope.avi", 5, 28, 28, 1) is None
+
+
+def test_the_camera_model_never_delivers_a_black_background():
+    """A black frame comes back at the black level (4 / 8 / 16), with noise, and below CAMERA_DARK: what attacks
+    confined to the object on camera frames take for background."""
+    black = np.zeros((50, 1, 28, 28), np.uint8)
+    for s, level in enumerate((4, 8, 16)):
+        out = corrupt(black, "camera", s)
+        # 39,200 pixels of noise with sigma <= 3.6: the mean is within 0.1 of the level but for rounding (< 0.5).
+        assert abs(out.mean() - level) < 0.6 and out.std() > 0.5
+    worst = corrupt(black, "camera", SEVERITIES - 1)
+    assert (worst > 0).mean() > 0.999 and (worst <= CAMERA_DARK).mean() > 0.999  # 4.6 and 4 sigmas

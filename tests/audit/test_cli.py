@@ -27,6 +27,11 @@ def run(tmp_path):
     (("audit.attacks=[{name: nope}]",), "unknown attack 'nope'"),
     (("audit.attacks=[{name: fast, params: {steps: 3}}]",), "fast takes no steps"),
     (("data.name=mnist",), "changes only audit.* and device"),
+    (("audit.families=[{name: nope}]",), "families: unknown attack 'nope'"),
+    (("audit.families=[{name: adaptive}]",), "adaptive attacks the detector"),
+    (("audit.families=[{name: sparse_pgd, params: {pixels: 0}}]",), "sparse_pgd got a bad pixels"),
+    (("audit.families=[{name: confined_pgd, params: {background: 300}}]",), "confined_pgd got a bad background"),
+    (("audit.family_eps=[0]",), "every eps must be positive"),
 ])
 def test_bad_input_is_one_line_and_exit_2(run, sets, message):
     code, err = audit(run, *sets)

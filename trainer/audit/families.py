@@ -15,6 +15,8 @@ Each domain attacks the frames the classifier gets right in it.
 """
 from __future__ import annotations
 
+import time
+
 import torch
 
 from trainer.attacks import run_attack
@@ -48,13 +50,15 @@ def grade_families(cfg: AuditConfig, t: Target, progress: bool) -> dict:
             bounded = "eps" in accepted_parameters(attack.name)
             for eps in cfg.family_eps if bounded else [None]:
                 spec = cfg.family_spec(attack, eps, camera=domain == "camera")
+                began = time.perf_counter()
                 adv = run_attack(spec, t.model.classifier, x, y, batch_size=cfg.batch_size, progress=progress)
+                seconds = time.perf_counter() - began
                 o = outcome(t.model, t.threshold, x, adv, y, "linf", cfg.batch_size)
                 rows.append({"family": name, "attack": attack.name, "domain": domain, "eps": eps,
                              "budget": budget(spec.params()), "trained": name in t.trained_families,
                              "images": len(x), "attempts_flagged": rate(o.flagged), "fooled": rate(o.misclassified),
                              "tpr": rate(o.flagged, among=o.misclassified), "silent": rate(o.undetected()),
-                             "silent_count": int(o.undetected().sum())})
+                             "silent_count": int(o.undetected().sum()), "seconds": seconds})
     return {"domains": domains, "rows": rows, "trained_families": sorted(t.trained_families)}
 
 
