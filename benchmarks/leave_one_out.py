@@ -69,8 +69,8 @@ def rows(audit: dict, name: str) -> dict[tuple[str, object], dict]:
     return {(r["domain"], r["eps"]): r for r in audit["families"]["rows"] if r["family"] == name}
 
 
-def table(cfg: Config, runs: dict[str, Path]) -> str:
-    full = json.loads((Path(cfg.run_dir) / "audit" / "audit.json").read_text())
+def table(reference: Path, runs: dict[str, Path]) -> str:
+    full = json.loads((reference / "audit" / "audit.json").read_text())
     lines = ["| family left out | frames | budget | attempts flagged, never trained on it | ... trained on it (the recipe) "
              "| silent, never trained on it | ... trained on it |", "|---|---|---|---|---|---|---|"]
     for name, run in runs.items():
@@ -94,6 +94,9 @@ def main() -> None:
     parser.add_argument("--families", default=None, help="comma-separated families to leave out (default: every family "
                                                          "among the deployed detector's positives)")
     parser.add_argument("--table", action="store_true", help="table the runs already in runs/lofo-FAMILY/, run nothing")
+    parser.add_argument("--reference", type=Path, default=None, help="the recipe's own run, trained on every family, "
+                                                                    "whose audit the table compares with (default: the "
+                                                                    "config's run_dir, e.g. runs/demo)")
     args = parser.parse_args()
     cfg = load_config(Config, args.config)
     deployed = next((d for d in cfg.detectors if d.name == cfg.deploy), None)
@@ -109,10 +112,11 @@ def main() -> None:
         for name, run in runs.items():
             print(f"== without {name}: {run}", flush=True)
             train(cfg, args.config, name, run)
-    missing = [str(r) for r in [Path(cfg.run_dir), *runs.values()] if not (r / "audit" / "audit.json").exists()]
+    reference = args.reference or Path(cfg.run_dir)
+    missing = [str(r) for r in [reference, *runs.values()] if not (r / "audit" / "audit.json").exists()]
     if missing:
         fail(f"not a finished run: {', '.join(missing)}", 2)
-    print(table(cfg, runs))
+    print(table(reference, runs))
 
 
 if __name__ == "__main__":
