@@ -86,7 +86,9 @@ def demo_stream(
                                          "set; default: one burst of every kind (each family of the run's audit and the "
                                          "adaptive attack, on the data set's frames, then through the camera model)."),
     burst: int = typer.Option(8, "--burst", min=1, help="Consecutive adversarial frames per burst."),
-    period: int = typer.Option(40, "--period", min=2, help="A burst starts mid-way through every PERIOD frames."),
+    period: int = typer.Option(60, "--period", min=2, help="A burst starts mid-way through every PERIOD frames: with the "
+                               "agent's default debounce (clear after 10 frames below, then a cooldown of 30) a shorter "
+                               "period hides every other burst behind the cooldown of the one before."),
     eps: float = typer.Option(16.0, "--eps", min=0, help="l_inf budget (0..255 units) of the families' oblivious bursts."),
 ) -> None:
     """Write a lossless demo stream of test images with adversarial bursts at known frames.

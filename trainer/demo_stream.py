@@ -61,7 +61,7 @@ def burst_attacks(cfg: Config, det_ckpt: DetectorCheckpoint, eps: float, adaptiv
 
 
 def write_demo_stream(run_dir: Path, out: Path, detector: str | None = None, frames: int | None = None,
-                      burst: int = 8, period: int = 40, eps: float = 16.0) -> dict:
+                      burst: int = 8, period: int = 60, eps: float = 16.0) -> dict:
     """Write `out/frames/%05d.png` and `out/labels.json`; returns the labels.
 
     Bursts rotate through the kinds of `burst_attacks`; the frames of the camera kinds' half of the stream, clean

@@ -22,7 +22,8 @@ def write_report(r: dict, out: Path) -> None:
     for row in r["tpr_by_size"]:
         xs, ys = by_size.setdefault(f"{row['norm']} ({row['attack']})", {}).setdefault("TPR on fooling images", ([], []))
         xs.append(row["eps"]), ys.append(row["tpr"])
-    plots.line_panels(out / "tpr_by_size.png", by_size, "perturbation budget (0..255 units)", "TPR at the shipped threshold", logx=True)
+    if by_size:  # an audit without a TPR sweep (tpr_eps: {}) has no such figure
+        plots.line_panels(out / "tpr_by_size.png", by_size, "perturbation budget (0..255 units)", "TPR at the shipped threshold", logx=True)
     (out / "report.md").write_text("\n".join(report_lines(r)) + "\n")
 
 
