@@ -1,6 +1,7 @@
 """Fixtures for the agent tests: a tiny contract-conforming model, generated streams, a broker."""
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -63,10 +64,22 @@ def write_config(path: Path, tmp: Path, **sections) -> Path:
 
 
 def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A currently free TCP port on 127.0.0.1, below the kernel's ephemeral range.
+
+    A client that keeps reconnecting to a stopped server's port from an ephemeral port can, by chance, be
+    given that very port and connect to itself (TCP simultaneous open), holding it: the restarted server
+    then fails with "Address already in use". A listening port outside the range cannot be taken so.
+    """
+    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    low = int(ephemeral.read_text().split()[0]) if ephemeral.is_file() else 32768
+    for port in random.Random().sample(range(max(1024, low - 12000), low), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port below {low}")
 
 
 class Broker:
