@@ -383,6 +383,11 @@ class AuditAttack(Schema):
     params: dict[str, Any] = Field({}, description="further parameters, e.g. {steps: 10, alpha: 1}; they win over "
                                                    "audit.steps/restarts")
 
+    def spec(self, audit_settings: dict[str, Any]) -> AttackSpec:
+        """This attack with those of the audit's settings it takes, overridden by its own params."""
+        taken = accepted_parameters(self.name)
+        return AttackSpec(name=self.name, **{**{k: v for k, v in audit_settings.items() if k in taken}, **self.params})
+
 
 # The CPU protocol (issue #11). Oblivious (they know the classifier): the paper's adversaries with their
 # paper settings, PGD, C&W L2 and a sticker. Adaptive (they know the detector and its threshold too):
@@ -487,17 +492,14 @@ class AuditConfig(Schema):
     def attack_spec(self, attack: AuditAttack, eps: float, threshold: float) -> AttackSpec:
         """`attack` at budget `eps` against `threshold`: the audit's settings for every parameter it takes
         (eps, norm, threshold, steps, restarts), overridden by its own params."""
-        ours = {"eps": eps, "norm": self.norm, "threshold": threshold, "steps": self.steps, "restarts": self.restarts}
-        taken = accepted_parameters(attack.name)
-        return AttackSpec(name=attack.name, **{**{k: v for k, v in ours.items() if k in taken}, **attack.params})
+        return attack.spec({"eps": eps, "norm": self.norm, "threshold": threshold, "steps": self.steps,
+                            "restarts": self.restarts})
 
     def family_spec(self, attack: AuditAttack, eps: float | None, camera: bool) -> AttackSpec:
         """A family's oblivious `attack` at l_inf `eps` (dropped where not taken) with the family table's steps and
         restarts, overridden by its own params; on `camera` frames, `on_camera_frames` unless its params set a
         background level."""
-        ours = {"eps": eps, "norm": "linf", "steps": self.family_steps, "restarts": self.family_restarts}
-        taken = accepted_parameters(attack.name)
-        spec = AttackSpec(name=attack.name, **{**{k: v for k, v in ours.items() if k in taken}, **attack.params})
+        spec = attack.spec({"eps": eps, "norm": "linf", "steps": self.family_steps, "restarts": self.family_restarts})
         return on_camera_frames(spec) if camera and "background" not in attack.params else spec
 
 
