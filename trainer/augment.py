@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from trainer.audit.corruptions import through_camera
+
 
 def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
     """Random `pad`-pixel translations (zero padding) and horizontal flips of a [N,C,H,W] batch."""
@@ -20,3 +22,15 @@ def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator
         mask = (torch.rand(n, generator=gen, device=gen.device) < 0.5).to(dev)[:, None, None, None]
         x = torch.where(mask, x.flip(3), x)
     return x
+
+
+def through_camera_share(x: torch.Tensor, share: float, gen: torch.Generator) -> torch.Tensor:
+    """uint8 [N,C,H,W] batch `x` with a random `share` of its images through the camera model (`through_camera`,
+    a NumPy model, so those images visit the CPU), on x's device."""
+    pick = (torch.rand(len(x), generator=gen, device=gen.device) < share).to(x.device)
+    if not share or not pick.any():
+        return x
+    seed = int(torch.randint(2**31, (1,), generator=gen, device=gen.device))
+    out = x.clone()
+    out[pick] = torch.from_numpy(through_camera(x[pick].cpu().numpy(), seed)).to(x.device)
+    return out

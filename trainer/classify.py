@@ -15,7 +15,7 @@ from trainer.progress import progress_bar
 
 from trainer import checkpoint, stamped
 from trainer.adversarial import pgd_accuracy, training_images
-from trainer.augment import random_crop_flip
+from trainer.augment import random_crop_flip, through_camera_share
 from trainer.config import Config
 from trainer.data import Dataset
 from trainer.distributed import World, all_reduce_sum, barrier
@@ -91,7 +91,8 @@ def train_classifier(cfg: Config, data: Dataset, device: torch.device, world: Wo
         bar = progress_bar(batches, desc=f"epoch {epoch + 1}/{t.epochs}", leave=False, show=world.is_main)
         for i in bar:
             idx = order[i : i + t.batch_size]
-            x = random_crop_flip(x_train[idx], t.augment.crop_pad, t.augment.flip, gen).float()
+            x = random_crop_flip(through_camera_share(x_train[idx], t.augment.camera_share, gen), t.augment.crop_pad,
+                                 t.augment.flip, gen).float()
             if on_gpu and t.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = y_train[idx]

@@ -50,6 +50,10 @@ class AugmentConfig(Schema):
 
     crop_pad: int = Field(4, ge=0, description="random crop after zero-padding by this many pixels; 0 = off")
     flip: bool = Field(True, description="random horizontal flips")
+    camera_share: float = Field(0.0, ge=0, le=1, description="share of every batch passed through the camera model "
+                                "(corruptions.camera: black level, shot and read noise, severity 1-3) before the "
+                                "adversarial attack, so the classifier is robust on frames as a camera delivers them, "
+                                "not only on a data set's exact-zero background")
 
 
 class AdversarialTraining(Schema):

@@ -91,7 +91,10 @@ def classifier_stamp(cfg: Config) -> dict:
     return {"seed": cfg.seed, "data": cfg.data.model_dump(mode="json", exclude={"root", "download"}),
             "model": cfg.model.model_dump(mode="json"),
             # Runs from before adversarial training existed stay valid while they do not use it.
-            "train": cfg.train.model_dump(mode="json", exclude={"eval_batch_size"} | ({"adversarial"} if cfg.train.adversarial is None else set()))}
+            # Likewise runs from before camera frames, while they do not use them.
+            "train": cfg.train.model_dump(mode="json", exclude={
+                "eval_batch_size": True, **({"adversarial": True} if cfg.train.adversarial is None else {}),
+                **({} if cfg.train.augment.camera_share else {"augment": {"camera_share"}})})}
 
 
 def load_classifier(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[TappedClassifier, dict]:

@@ -154,3 +154,12 @@ def test_robust_training_keys_leave_earlier_runs_valid():
     assert "adversarial" not in classifier_stamp(cfg)["train"]
     robust = load_config(Config, "configs/cifar.yaml", ["train.adversarial={method: fgsm_rs, eps: 4}"])
     assert classifier_stamp(robust)["train"]["adversarial"]["method"] == "fgsm_rs"
+
+
+def test_camera_frames_for_the_classifier_leave_earlier_runs_valid():
+    from trainer.rundir import classifier_stamp
+
+    cfg = load_config(Config, "configs/cifar.yaml")
+    assert "camera_share" not in classifier_stamp(cfg)["train"]["augment"]
+    camera = load_config(Config, "configs/cifar.yaml", ["train.augment.camera_share=0.5"])
+    assert classifier_stamp(camera)["train"]["augment"]["camera_share"] == 0.5
