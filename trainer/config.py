@@ -148,6 +148,10 @@ class DetectorSpec(DetectorTraining):
                                     "that a perturbation never makes a frame unfamiliar: the agent does not judge p_adv "
                                     "on unfamiliar frames, and a gate fitted on clean images alone hid most l_inf 32 "
                                     "attempts from the alarm")
+    either: list[str] = Field([], description="earlier detectors (same point and arch, static) to OR with this one: it then "
+                              "alerts when any of them or itself does, each shifted to ring at its own calibrated "
+                              "threshold, under one threshold calibrated again on the OR (models/detector.py `Either`). "
+                              "For families one detector cannot learn beside the others, e.g. object-confined PGD; [] = alone")
     init_from: Optional[str] = Field(None, description="start from this earlier detector's trained weights (same point), "
                                      "e.g. to harden a static detector by dynamic training; None = from scratch as in the paper")
     eps_range: Optional[tuple[float, float]] = Field(
@@ -547,7 +551,14 @@ class Config(Schema):
                 raise ValueError(f"{key}: {name!r} is not one of detectors {names}")
         for i, d in enumerate(self.detectors):
             base = next((b for b in self.detectors[:i] if b.name == d.init_from), None)
-            if d.init_from is not None and (base is None or (base.point, base.arch) != (d.point, d.arch)):
+            if d.init_from is not None and (base is None or (base.point, base.arch) != (d.point, d.arch) or base.either):
                 raise ValueError(f"detector {d.name}: init_from must name an earlier detector with the same point and arch, "
                                  f"got {d.init_from!r}")
+            for name in d.either:
+                member = next((b for b in self.detectors[:i] if b.name == name), None)
+                if member is None or (member.point, member.arch, member.mode) != (d.point, d.arch, "static") or member.either:
+                    raise ValueError(f"detector {d.name}: either: {name!r} must be an earlier static detector with the same "
+                                     f"point and arch, itself not an OR")
+            if d.either and d.mode != "static":
+                raise ValueError(f"detector {d.name}: either needs mode static, got {d.mode}")
         return self

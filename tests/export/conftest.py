@@ -28,7 +28,7 @@ def _randomise_bn(model: torch.nn.Module, gen: torch.Generator) -> None:
 
 
 def write_run(root: Path, channels: int = 3, detectors: tuple[str, ...] = ("ifgsm",), point: int = 2,
-              eval_images: bool = True, seed: int = 0, arch: str = "fig1") -> Path:
+              eval_images: bool = True, seed: int = 0, arch: str = "fig1", members: int = 1) -> Path:
     """Write RUN/classifier.pt, RUN/config.yaml and RUN/detectors/<name>/{detector,eval}.pt."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -43,8 +43,10 @@ def write_run(root: Path, channels: int = 3, detectors: tuple[str, ...] = ("ifgs
     }, files.classifier)
     files.config.write_text("run_dir: runs/fixture\nmodel:\n  arch: resnet\n  depth: 8\n")
     for name in detectors:
-        detector = build_detector(arch, classifier.tap_channels[point], point)
+        detector = build_detector(arch, classifier.tap_channels[point], point, members)
         _randomise_bn(detector, gen)
+        if members > 1:  # an Either: its members' own threshold logits
+            detector.offsets.normal_(0, 1, generator=gen)
         model = DetectedClassifier(classifier, detector, point).eval()
         clean = torch.randint(0, 256, (EVAL_IMAGES, channels, SIZE, SIZE), generator=gen, dtype=torch.uint8)
         noise = 2.0 * torch.randint(0, 2, clean.shape, generator=gen).float().mul(2).sub(1)
@@ -53,7 +55,7 @@ def write_run(root: Path, channels: int = 3, detectors: tuple[str, ...] = ("ifgs
             p_clean = torch.sigmoid(model(clean.float())[1])
         thresholds = [{"fpr": fpr, "threshold": float(p_clean.quantile(1 - fpr))} for fpr in (0.01, 0.05)]
         checkpoint.save({
-            "name": name, "point": point, "arch": arch, "in_channels": classifier.tap_channels[point],
+            "name": name, "point": point, "arch": arch, "members": members, "in_channels": classifier.tap_channels[point],
             "adversary": {"name": "iterative_linf", "eps": 2}, "mode": "static", "state_dict": detector.state_dict(),
             "thresholds": thresholds, "threshold": thresholds[0]["threshold"], "threshold_fpr": 0.01,
             "detectability": 0.93, "auroc": 0.97,

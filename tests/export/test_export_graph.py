@@ -68,6 +68,18 @@ def test_sec_4_2_detector_run(make_run, tmp_path):
         assert np.abs(probs - ref_probs).max() <= ATOL and np.abs(p_adv - ref_p_adv).max() <= ATOL
 
 
+def test_an_or_of_two_frame_detectors_exports_as_one_graph(make_run, tmp_path):
+    """A run whose detector is an OR (config `either`) exports with PyTorch parity: both members in one graph."""
+    run_dir = make_run(tmp_path / "either", channels=1, point=0, arch="frame", members=2)
+    out, _ = export_onnx(run_dir, out=tmp_path / "m.onnx")
+    convs = sum(node.op_type == "Conv" for node in onnx.load(out).graph.node)
+    assert convs == 1 + 3 * 2 + 2 + 2 * 6  # ResNet-8; each frame detector: 5 + 1x1
+    run = load_run(run_dir)
+    for images in (run.images.clean, run.images.adversarial):
+        probs, p_adv = session_outputs(open_session(out), images)
+        assert np.abs(p_adv - torch_outputs(run, images)[1]).max() <= ATOL
+
+
 def test_bgr_bug_fails_parity_and_leaves_nothing(run_dir, tmp_path, monkeypatch):
     """A graph that forgets BGR -> RGB must not ship: parity fails, no .onnx, no manifest."""
     monkeypatch.setattr(FramesToImages, "forward", lambda self, frames: frames.permute(0, 3, 1, 2).float())

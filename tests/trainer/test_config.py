@@ -81,6 +81,19 @@ def test_init_from_needs_an_earlier_detector_of_the_same_shape(change, ok):
             Config.model_validate(tree)
 
 
+@pytest.mark.parametrize("change, ok", [({}, True), ({"either": ["later"]}, False), ({"either": ["nowhere"]}, False),
+                                        ({"point": 2}, False), ({"mode": "dynamic", "adversary": {"name": "dynamic", "eps": 4}}, False)])
+def test_either_ors_only_earlier_static_detectors_of_the_same_shape(change, ok):
+    member = {"name": "object", "arch": "frame", "point": 0, "adversary": {"name": "confined_pgd", "eps": 16}}
+    alarm = {**member, "name": "alarm", "adversary": {"name": "pgd", "eps": 4}, "either": ["object"], **change}
+    tree = {"detectors": [member, alarm, {**member, "name": "later"}]}
+    if ok:
+        Config.model_validate(tree)
+    else:
+        with pytest.raises(ValueError, match="either"):
+            Config.model_validate(tree)
+
+
 ADAPTIVE = {"name": "adaptive", "adversary": {"name": "adaptive", "eps": 4, "threshold": 0.5, "steps": 10},
             "mode": "adaptive", "init_from": "static", "eps_range": [2, 16], "eps_ramp_epochs": 2,
             "paper_adversary": {"name": "dynamic", "eps": 4, "alpha": 0.5}}

@@ -60,7 +60,7 @@ def load_target(ctx, images: int) -> Target:
     name, path = audited_detector(ctx.cfg)
     ckpt = DetectorCheckpoint.load(path, ctx.device)
     spec = next(d for d in ctx.cfg.detectors if d.name == name)
-    model = attach(ctx, spec, ckpt.state_dict).requires_grad_(False)
+    model = attach(ctx, spec, ckpt.state_dict, ckpt.members).requires_grad_(False)
     test = ctx.dataset.test
     first = max(len(test) - images, 0)
     evaluated = max([len(test) if d.test_limit is None else min(d.test_limit, len(test)) for d in ctx.cfg.detectors])
@@ -68,7 +68,8 @@ def load_target(ctx, images: int) -> Target:
     gate = Gate(model.classifier, checkpoint.load(fitted, ctx.device)).to(ctx.device) if fitted.is_file() else None
     return Target(model, name, ckpt.threshold, ckpt.threshold_fpr, classifier_sha256(ctx),
                   checkpoint.sha256(path), test.images[first:].to(ctx.device), test.labels[first:].to(ctx.device),
-                  first, evaluated, (ckpt.calibration_set or {}).get("name", "clean"), gate, trained_families(spec))
+                  first, evaluated, (ckpt.calibration_set or {}).get("name", "clean"), gate,
+                  frozenset().union(*(trained_families(d) for d in ctx.cfg.detectors if d is spec or d.name in spec.either)))
 
 
 def trained_families(spec: DetectorSpec) -> frozenset[str]:

@@ -21,13 +21,13 @@ from trainer.detect.evaluate import calibrated_threshold, detectability, alert_r
 from trainer.attacks import cached_attack
 from trainer.detect.train import TrainingData, attacked_set, benign_negatives, train_detector
 from trainer.detector_checkpoint import DetectorCheckpoint
-from trainer.models.detector import DetectedClassifier
+from trainer.models.detector import DetectedClassifier, Either
 from trainer.rundir import RunContext
 
 EVAL_IMAGES = 256  # test images in eval.pt, for the exporter's parity check
 ADAPTIVE_ONLY = {"eps_range", "eps_ramp_epochs", "paper_adversary", "paper_share"}
 WIDENED = {"positives", "negatives", "negative_share"}  # unset in every detector made before they existed
-LATER = {"negative_severities", "twins", "select", "lr_schedule", "scene_share", "negative_weights", "camera_share"}  # left out of stamps at their defaults, as WIDENED
+LATER = {"negative_severities", "twins", "select", "lr_schedule", "scene_share", "negative_weights", "camera_share", "either"}  # left out of stamps at their defaults, as WIDENED
 
 
 def run_detector_stage(ctx: RunContext) -> None:
@@ -48,12 +48,13 @@ def classifier_sha256(ctx: RunContext) -> str:
     return checkpoint.sha256(ctx.files.classifier)
 
 
-def attach(ctx: RunContext, spec: DetectorSpec, state_dict: dict | None = None) -> DetectedClassifier:
-    """The run's frozen classifier with a (fresh or given) detector at AD(spec.point), on the run's device."""
+def attach(ctx: RunContext, spec: DetectorSpec, state_dict: dict | None = None, members: int = 1) -> DetectedClassifier:
+    """The run's frozen classifier with a (fresh or given) detector at AD(spec.point) (an `Either` of `members`),
+    on the run's device."""
     if spec.point >= len(ctx.classifier.tap_channels):
         raise ValueError(f"detector {spec.name}: point {spec.point} exceeds the classifier's AD(0)..AD({len(ctx.classifier.tap_channels) - 1})")
     torch.manual_seed(ctx.cfg.seed)
-    return DetectedClassifier.build(ctx.classifier, spec.arch, spec.point, state_dict)
+    return DetectedClassifier.build(ctx.classifier, spec.arch, spec.point, state_dict, members)
 
 
 def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> DetectorCheckpoint:
@@ -72,6 +73,8 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> DetectorCheckpoint:
              "calibration": calibration.model_dump(mode="json", exclude=calibration_left_out(calibration))}
     if spec.init_from is not None:  # a hardened detector is stale once the one it starts from changes
         stamp["init_from_sha256"] = checkpoint.sha256(ctx.files.detector(spec.init_from))
+    if spec.either:  # and an OR once one of its members does
+        stamp["either_sha256"] = [checkpoint.sha256(ctx.files.detector(name)) for name in spec.either]
     done = ctx.files.detector(spec.name)
     saved = stamped.load(done, stamp, key=None, old=_unset_dropped, device=ctx.device)
     if saved is not None:
@@ -86,6 +89,9 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> DetectorCheckpoint:
     init = None if spec.init_from is None else DetectorCheckpoint.load(ctx.files.detector(spec.init_from), ctx.device).state_dict
     model = attach(ctx, spec, init)
     trained = train_detector(model, spec, data, out, ctx.cfg.seed, ctx.cfg.calibration)
+    if spec.either:
+        model = either(ctx, spec, model, data.val_x)
+        trained["state_dict"] = model.detector.state_dict()
     test_x, test_y = split_images(ctx, "test", spec.test_limit)
     if spec.mode == "static":
         test_adv = twins(ctx, spec.adversary, "test", spec.test_limit, spec.eval_batch_size)
@@ -93,7 +99,8 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> DetectorCheckpoint:
         test_adv = attacked_set(model, spec, test_x, test_y, ctx.cfg.seed + 1)
     report = evaluate(model, spec, test_x, test_adv, data.val_x, ctx.cfg.calibration, ctx.device, ctx.cfg.seed)
     ckpt = DetectorCheckpoint(
-        name=spec.name, point=spec.point, arch=spec.arch, in_channels=ctx.classifier.tap_channels[spec.point],
+        name=spec.name, point=spec.point, arch=spec.arch, members=1 + len(spec.either),
+        in_channels=ctx.classifier.tap_channels[spec.point],
         adversary={"name": spec.adversary.name, **spec.adversary.params()}, mode=spec.mode,
         state_dict={k: v.cpu() for k, v in trained["state_dict"].items()},
         **{k: v for k, v in trained.items() if k != "state_dict"},  # the validation number it was selected by
@@ -135,6 +142,22 @@ def ensure_familiarity(ctx: RunContext, spec: DetectorSpec, classifier_sha: str)
         return familiarity.fit(ctx.classifier, point, train_x, train_y, val_x, spec.eval_batch_size, ctx.device)
 
     return stamped.cached(ctx.files.familiarity(spec.name), stamp, compute, key=None)
+
+
+def either(ctx: RunContext, spec: DetectorSpec, model: DetectedClassifier, val_x: torch.Tensor) -> DetectedClassifier:
+    """`model`'s trained detector OR the trained detectors `spec.either`, each shifted by its own threshold's logit
+    (its own calibrated as theirs were, on `val_x`'s calibration set), so that each alone rings at logit 0."""
+    calibration = ctx.cfg.calibration
+    parts = [scores(model.detector_logit, part, spec.eval_batch_size, ctx.device)
+             for part in calibration_parts(val_x, calibration, ctx.cfg.seed)]
+    members, thresholds = [model.detector], [calibrated_threshold(parts, calibration.fpr, calibration.rule)]
+    for name in spec.either:
+        ckpt = DetectorCheckpoint.load(ctx.files.detector(name), ctx.device)
+        members.append(attach(ctx, next(d for d in ctx.cfg.detectors if d.name == name), ckpt.state_dict).detector)
+        thresholds.append(ckpt.threshold)
+    combined = Either(members).to(ctx.device)
+    combined.offsets.copy_(torch.logit(torch.tensor(thresholds, dtype=torch.float64)).float())
+    return DetectedClassifier(ctx.classifier, combined.eval(), spec.point)
 
 
 def at_default(config, names: set[str]) -> set[str]:

@@ -94,10 +94,32 @@ ARCHS = {
 }
 
 
-def build_detector(arch: str, in_channels: int, point: int) -> TwoWayHead:
-    """A fresh detector of `arch` (a key of ARCHS) for an activation with `in_channels` maps at AD(point)."""
+class Either(nn.Module):
+    """Alarm when any member does: logit max_i (z_i - b_i), with b_i member i's own threshold logit.
+
+    Beyond the paper. One detector trained on positives of opposite shapes settles between them: dense
+    perturbations lift the background, object-confined ones leave it as it was, and a detector
+    trained on the latter alone flagged none of the former (docs/RESULTS.md, "Candidates"). Each
+    member is trained on its own positives and calibrated alone; shifted by b_i, each rings at logit
+    0, and the OR is calibrated again as one detector with one threshold.
+    """
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.register_buffer("offsets", torch.zeros(len(members)))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return (torch.stack([m(h) for m in self.members], 1) - self.offsets).amax(1)
+
+
+def build_detector(arch: str, in_channels: int, point: int, members: int = 1) -> nn.Module:
+    """A fresh detector of `arch` (a key of ARCHS) for an activation with `in_channels` maps at AD(point);
+    with `members` > 1, an `Either` of that many."""
     if arch not in ARCHS:
         raise ValueError(f"unknown detector arch {arch!r}; expected one of {', '.join(ARCHS)}")
+    if members > 1:
+        return Either([ARCHS[arch](in_channels, point) for _ in range(members)])
     return ARCHS[arch](in_channels, point)
 
 
@@ -112,10 +134,11 @@ class DetectedClassifier(nn.Module):
         self.classifier, self.detector, self.point = classifier, detector, point
 
     @classmethod
-    def build(cls, classifier: TappedClassifier, arch: str, point: int, state_dict: dict | None = None) -> "DetectedClassifier":
-        """`classifier` with a detector of `arch` at AD(point), fresh or with `state_dict`'s weights,
-        in eval mode on the classifier's device."""
-        detector = build_detector(arch, classifier.tap_channels[point], point)
+    def build(cls, classifier: TappedClassifier, arch: str, point: int, state_dict: dict | None = None,
+              members: int = 1) -> "DetectedClassifier":
+        """`classifier` with a detector of `arch` (an `Either` of `members` of them) at AD(point), fresh or
+        with `state_dict`'s weights, in eval mode on the classifier's device."""
+        detector = build_detector(arch, classifier.tap_channels[point], point, members)
         if state_dict is not None:
             detector.load_state_dict(state_dict)
         return cls(classifier, detector.to(next(classifier.parameters()).device).eval(), point)
