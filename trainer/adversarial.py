@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from trainer.attacks import pgd
+from trainer.attacks.confined import object_mask
 from trainer.attacks.training import fgsm_random_start, n_fgsm
 from trainer.config import AdversarialTraining
 from trainer.models.fold import folded
@@ -17,14 +18,20 @@ from trainer.models.fold import folded
 
 def training_images(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: AdversarialTraining) -> torch.Tensor:
     """The batch `x` [N, C, H, W] (float 0..255) with all but its first `clean_share` images replaced by
-    the training attack's outputs against `model` as it is now."""
+    the training attack's outputs against `model` as it is now; with `confined`, the first `confined.share`
+    of those by object-confined FGSM-RS at `confined.eps`."""
     keep = int(cfg.clean_share * len(x))
     (net,) = folded(model)
     xs, ys = x[keep:], y[keep:]
     if cfg.method == "pgd":
         adv = pgd(net, xs, ys, cfg.eps, steps=cfg.steps, restarts=1, alpha=cfg.alpha)
     elif cfg.method == "fgsm_rs":
-        adv = fgsm_random_start(net, xs, ys, cfg.eps, cfg.alpha)
+        c = cfg.confined
+        k = 0 if c is None else int(c.share * len(xs))  # the batch is shuffled: its first k are as random as any
+        adv = fgsm_random_start(net, xs[k:], ys[k:], cfg.eps, cfg.alpha)
+        if k:
+            confined = fgsm_random_start(net, xs[:k], ys[:k], c.eps, mask=object_mask(xs[:k], c.background))
+            adv = torch.cat([confined, adv])
     else:
         adv = n_fgsm(net, xs, ys, cfg.eps, cfg.alpha)
     return torch.cat([x[:keep], adv.detach()])

@@ -56,6 +56,19 @@ class AugmentConfig(Schema):
                                 "not only on a data set's exact-zero background")
 
 
+class ConfinedTraining(Schema):
+    """Object-confined FGSM-RS for a share of every attacked batch (beyond Wong et al.): a perturbation that leaves the
+    background as it was is the one a frame alarm sees least (docs/RESULTS.md), so the classifier must resist it itself."""
+
+    eps: float = Field(..., gt=0, description="l_inf budget on the object's pixels, 0..255 units; it may exceed the dense "
+                                              "attack's eps, since the background is left alone")
+    share: float = Field(0.5, gt=0, le=1, description="share of the attacked images of every batch given the confined "
+                                                      "attack instead of the dense one")
+    background: float = Field(math.ceil(CAMERA_DARK), ge=0, le=255, description="pixels at or below this level in every "
+                              "channel are background (`confined.object_mask`); the default is the camera model's darkest "
+                              "background, so frames through it and the data set's exact-zero one are both masked")
+
+
 class AdversarialTraining(Schema):
     """Adversarial training of the classifier (beyond the paper, which trains it on clean images): l_inf, eps in 0..255."""
 
@@ -68,12 +81,20 @@ class AdversarialTraining(Schema):
                                                            "fgsm_rs 1.25 eps, n_fgsm eps")
     clean_share: float = Field(0.0, ge=0, lt=1, description="fraction of each batch left clean (trades robustness for "
                                                            "clean accuracy); 0 = every image attacked, as Madry et al.")
+    confined: Optional[ConfinedTraining] = Field(None, description="fgsm_rs only: a share of the attacked images "
+                                                 "perturbed on the object alone, at its own eps; None = every one dense")
     guard_images: PositiveInt = Field(500, description="validation images whose PGD accuracy is measured after every epoch; "
                                                        "the epoch kept is chosen by it (catastrophic-overfitting guard)")
     guard_steps: PositiveInt = Field(10, description="steps of the guard's PGD (one random start, at `eps`)")
     guard_tolerance: float = Field(0.02, ge=0, lt=1, description="a later epoch whose guard accuracy is within this of "
                                    "the best so far is kept instead: on 500 images the guard's standard error is ~0.016, "
                                    "so closer epochs are equally robust and the later one is more accurate; 0 = the best")
+
+    @model_validator(mode="after")
+    def _check_confined(self):
+        if self.confined is not None and self.method != "fgsm_rs":
+            raise ValueError(f"train.adversarial.confined needs method fgsm_rs, got {self.method}")
+        return self
 
 
 class TrainConfig(Schema):

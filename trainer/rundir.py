@@ -91,9 +91,11 @@ def classifier_stamp(cfg: Config) -> dict:
     return {"seed": cfg.seed, "data": cfg.data.model_dump(mode="json", exclude={"root", "download"}),
             "model": cfg.model.model_dump(mode="json"),
             # Runs from before adversarial training existed stay valid while they do not use it.
-            # Likewise runs from before camera frames, while they do not use them.
+            # Likewise runs from before camera frames or confined training, while they do not use them.
             "train": cfg.train.model_dump(mode="json", exclude={
-                "eval_batch_size": True, **({"adversarial": True} if cfg.train.adversarial is None else {}),
+                "eval_batch_size": True,
+                **({"adversarial": True} if cfg.train.adversarial is None else
+                   {} if cfg.train.adversarial.confined else {"adversarial": {"confined"}}),
                 **({} if cfg.train.augment.camera_share else {"augment": {"camera_share"}})})}
 
 

@@ -5,10 +5,11 @@ import torch
 
 from common.config import load_config
 from trainer import checkpoint, classify
-from trainer.adversarial import pgd_accuracy
+from trainer.adversarial import pgd_accuracy, training_images
 from trainer.attacks._ops import cross_entropy
 from trainer.attacks.training import fgsm_random_start, n_fgsm
-from trainer.config import Config
+from trainer.attacks.confined import object_mask
+from trainer.config import AdversarialTraining, Config
 from trainer.distributed import World
 from trainer.rundir import load_classifier
 
@@ -66,3 +67,23 @@ def test_single_step_training_attacks_stay_in_their_budget_and_raise_the_loss(pa
     loss = cross_entropy(standard, y)
     with torch.no_grad():
         assert loss(adv).mean() > loss(x).mean()
+
+
+def test_confined_training_images_leave_the_background_bitwise_and_move_the_object(pair):
+    standard, _, data, _ = pair
+    x, y = data.test.images[:64].float(), data.test.labels[:64]
+    x[..., :4, :] = x[..., :, :4] = 0  # a black border: background the confined attack must leave alone
+    cfg = AdversarialTraining(method="fgsm_rs", eps=4, confined={"eps": 3 * EPS, "share": 0.5, "background": 0})
+    torch.manual_seed(0)
+    adv = training_images(standard, x, y, cfg)
+    confined, dense = slice(0, 32), slice(32, 64)
+    on_object = object_mask(x[confined], 0).expand_as(x[confined])
+    assert (~on_object).sum() >= 32 * 28 and torch.equal(adv[confined][~on_object], x[confined][~on_object])
+    assert (adv[confined] - x[confined]).abs().max() <= 3 * EPS + 1e-4
+    # FGSM-RS moves every object pixel it can: by its random start and a step of 1.25 eps, clipped to the budget.
+    moved = (adv[confined] != x[confined])[on_object & (x[confined] > 0) & (x[confined] < 255)]
+    assert moved.float().mean() > 0.9
+    assert (adv[dense] - x[dense]).abs().max() <= 4 + 1e-4 and (adv[dense] != x[dense]).any()
+    loss = cross_entropy(standard, y[confined])
+    with torch.no_grad():
+        assert loss(adv[confined]).mean() > loss(x[confined]).mean()

@@ -131,6 +131,8 @@ def test_adaptive_settings_are_rejected_in_other_modes():
     ("train.adversarial={method: pgd, eps: -4}", "train.adversarial.eps"),
     ("train.adversarial={method: trades, eps: 4}", "train.adversarial.method"),
     ("train.adversarial={eps: 4}", "train.adversarial.method"),
+    ("train.adversarial={method: pgd, eps: 8, confined: {eps: 24}}", "confined needs method fgsm_rs, got pgd"),
+    ("train.adversarial.confined={eps: 24, share: 0}", "train.adversarial.confined.share"),
     ("calibration.corruptions=[gaussian_noise, rain]", "unknown corruption 'rain'"),
     ("detectors=[{name: s, adversary: {name: iterative_linf, eps: 4}, negatives: [snow]}]", "unknown corruption 'snow'"),
     ("detectors=[{name: s, adversary: {name: iterative_linf, eps: 4}, positives: [{name: dynamic, eps: 4}]}]",
@@ -167,6 +169,9 @@ def test_robust_training_keys_leave_earlier_runs_valid():
     assert "adversarial" not in classifier_stamp(cfg)["train"]
     robust = load_config(Config, "configs/cifar.yaml", ["train.adversarial={method: fgsm_rs, eps: 4}"])
     assert classifier_stamp(robust)["train"]["adversarial"]["method"] == "fgsm_rs"
+    assert "confined" not in classifier_stamp(robust)["train"]["adversarial"]
+    confined = load_config(Config, "configs/cifar.yaml", ["train.adversarial={method: fgsm_rs, eps: 4, confined: {eps: 16}}"])
+    assert classifier_stamp(confined)["train"]["adversarial"]["confined"]["eps"] == 16
 
 
 def test_camera_frames_for_the_classifier_leave_earlier_runs_valid():

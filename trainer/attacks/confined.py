@@ -25,7 +25,7 @@ def confined_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     alpha = 2.5 * eps / steps if alpha is None else alpha
 
     def threat(xs: torch.Tensor):
-        on_object = (xs > background).any(1, keepdim=True)
+        on_object = object_mask(xs, background)
 
         def confine(v: torch.Tensor) -> torch.Tensor:
             return torch.where(on_object, v, xs)
@@ -33,3 +33,8 @@ def confined_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
         return confine(random_point(xs, eps, norm)), lambda v: project(confine(v), xs, eps, norm), confine
 
     return restarted_pgd(model, x, y, steps, restarts, alpha, lambda g: direction(g, norm), threat)
+
+
+def object_mask(x: torch.Tensor, background: float) -> torch.Tensor:
+    """M [N, 1, H, W] bool: the object, where any channel of x [N, C, H, W] is brighter than `background`."""
+    return (x > background).any(1, keepdim=True)
