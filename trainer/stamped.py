@@ -11,6 +11,7 @@ interrupted save never leaves a file that looks done.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -57,6 +58,17 @@ def save(path: str | Path, result: Any, stamp: dict | None, *, key: str | None =
 
 def cached(path: str | Path, stamp: dict | None, compute: Callable[[], Any], *, key: str | None = STAMP,
            device: str | torch.device = "cpu") -> Any:
-    """The result saved at `path` under `stamp`, else `compute()` saved there with it."""
+    """The result saved at `path` under `stamp`, else `compute()` saved there with it.
+
+    `compute` runs with torch's random state seeded from the file's name and the stamp, and restored after:
+    a result (an attack's random starts, say) is then the same whether a run makes it straight through or
+    after a resume, whatever ran before it in the process, and the random state after it is the same
+    whether it was made or loaded.
+    """
     found = load(path, stamp, key=key, device=device)
-    return found if found is not None else save(path, compute(), stamp, key=key)
+    if found is not None:
+        return found
+    identity = hashlib.blake2b(f"{Path(path).name}:{json.dumps(stamp, sort_keys=True)}".encode(), digest_size=8)
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []):
+        torch.manual_seed(int.from_bytes(identity.digest(), "little") >> 1)
+        return save(path, compute(), stamp, key=key)

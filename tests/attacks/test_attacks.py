@@ -243,3 +243,19 @@ def test_report_counts_what_survives_uint8_rounding():
     report = success_report(Threshold(), x, x_adv, y)
     assert report["clean_error"] == 0 and report["success"] == 1.0 and report["success_uint8"] == 0.5
     assert report["median_l2"] == pytest.approx(0.4, abs=1e-4)  # torch's median: the lower middle value
+
+
+def test_a_cached_attack_draws_the_same_random_starts_whatever_ran_before_it(classifier, data, tmp_path):
+    """A resumed run makes its twins in another random state than an uninterrupted one: the cache seeds them itself."""
+    x, y = data
+    spec = AttackSpec(name="pgd", eps=8, steps=2, restarts=1)
+    torch.manual_seed(1)
+    first = cached_attack(tmp_path / "a", spec, classifier, x, y, split="test")
+    after_making = torch.rand(3)
+    torch.manual_seed(2)
+    torch.rand(5)
+    again = cached_attack(tmp_path / "b", spec, classifier, x, y, split="test")
+    assert torch.equal(first, again)
+    torch.manual_seed(1)
+    cached_attack(tmp_path / "a", spec, classifier, x, y, split="test")  # loaded this time
+    assert torch.equal(torch.rand(3), after_making)  # the caller's random state moves alike, made or loaded
