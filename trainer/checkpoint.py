@@ -16,9 +16,13 @@ class CheckpointError(UserError):
 
 
 def save(obj: Any, path: str | Path) -> None:
-    """Write `obj` to `path` through a temp file, so an interrupted save never leaves half a file."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """Write `obj` to `path` through a temp file, so an interrupted save never leaves half a file.
+
+    Through a file object: given a path, torch names the archive inside after the (random) temp file, and
+    the same weights would hash differently on every save; their sha256 seeds and stamps later stages.
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
