@@ -22,7 +22,7 @@ def fgsm_random_start(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
     x [N, C, H, W] in 0..255, y [N]; returns [N, C, H, W].
     """
     alpha = 1.25 * eps if alpha is None else alpha
-    m = torch.ones_like(x[:, :1]) if mask is None else mask.to(x.dtype)
+    m = 1.0 if mask is None else mask.to(x.dtype)
     start = (x + m * torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 255)
     with evaluating(model):
         g = input_grad(cross_entropy(model, y), start)
