@@ -67,7 +67,7 @@ def train_classifier(cfg: Config, data: Dataset, device: torch.device, world: Wo
     torch.manual_seed(cfg.seed)
     model = build_classifier(cfg.model, data.channels, data.num_classes).to(device)
     on_gpu = device.type == "cuda"
-    if on_gpu and cfg.train.channels_last:
+    if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     t = cfg.train
     opt = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
@@ -93,7 +93,7 @@ def train_classifier(cfg: Config, data: Dataset, device: torch.device, world: Wo
             idx = order[i : i + t.batch_size]
             x = random_crop_flip(through_camera_share(x_train[idx], t.augment.camera_share, gen), t.augment.crop_pad,
                                  t.augment.flip, gen).float()
-            if on_gpu and t.channels_last:
+            if t.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = y_train[idx]
             if adv is not None:

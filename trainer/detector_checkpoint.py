@@ -26,6 +26,7 @@ class DetectorCheckpoint(BaseModel):
     point: int  # attached at AD(point)
     arch: str = "fig1"  # Fig. 1's detector was the only one before `arch` existed
     members: int = 1  # > 1: an Either of that many detectors of `arch` (config `either`)
+    width: Optional[int] = None  # the frame detector's first maps (config `width`); None = its default
     in_channels: int
     adversary: dict[str, Any]  # the attack it was trained against: name and set parameters
     mode: str

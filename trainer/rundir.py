@@ -112,7 +112,8 @@ def load_detected_classifier(run_dir: str | Path, detector_name: str, device: st
     """Classifier + trained detector `detector_name` of a run, in eval mode, with both checkpoints' metadata."""
     classifier, cls_ckpt = load_classifier(run_dir, device)
     det_ckpt = DetectorCheckpoint.load(RunDir(run_dir).detector(detector_name), device)
-    return (DetectedClassifier.build(classifier, det_ckpt.arch, det_ckpt.point, det_ckpt.state_dict, det_ckpt.members),
+    return (DetectedClassifier.build(classifier, det_ckpt.arch, det_ckpt.point, det_ckpt.state_dict, det_ckpt.members,
+                                     det_ckpt.width),
             cls_ckpt, det_ckpt)
 
 

@@ -28,7 +28,8 @@ def _randomise_bn(model: torch.nn.Module, gen: torch.Generator) -> None:
 
 
 def write_run(root: Path, channels: int = 3, detectors: tuple[str, ...] = ("ifgsm",), point: int = 2,
-              eval_images: bool = True, seed: int = 0, arch: str = "fig1", members: int = 1) -> Path:
+              eval_images: bool = True, seed: int = 0, arch: str = "fig1", members: int = 1,
+              width: int | None = None) -> Path:
     """Write RUN/classifier.pt, RUN/config.yaml and RUN/detectors/<name>/{detector,eval}.pt."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -43,7 +44,7 @@ def write_run(root: Path, channels: int = 3, detectors: tuple[str, ...] = ("ifgs
     }, files.classifier)
     files.config.write_text("run_dir: runs/fixture\nmodel:\n  arch: resnet\n  depth: 8\n")
     for name in detectors:
-        detector = build_detector(arch, classifier.tap_channels[point], point, members)
+        detector = build_detector(arch, classifier.tap_channels[point], point, members, width)
         _randomise_bn(detector, gen)
         if members > 1:  # an Either: its members' own threshold logits
             detector.offsets.normal_(0, 1, generator=gen)
@@ -55,7 +56,8 @@ def write_run(root: Path, channels: int = 3, detectors: tuple[str, ...] = ("ifgs
             p_clean = torch.sigmoid(model(clean.float())[1])
         thresholds = [{"fpr": fpr, "threshold": float(p_clean.quantile(1 - fpr))} for fpr in (0.01, 0.05)]
         checkpoint.save({
-            "name": name, "point": point, "arch": arch, "members": members, "in_channels": classifier.tap_channels[point],
+            "name": name, "point": point, "arch": arch, "members": members, "width": width,
+            "in_channels": classifier.tap_channels[point],
             "adversary": {"name": "iterative_linf", "eps": 2}, "mode": "static", "state_dict": detector.state_dict(),
             "thresholds": thresholds, "threshold": thresholds[0]["threshold"], "threshold_fpr": 0.01,
             "detectability": 0.93, "auroc": 0.97,

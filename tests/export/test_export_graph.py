@@ -80,6 +80,18 @@ def test_an_or_of_two_frame_detectors_exports_as_one_graph(make_run, tmp_path):
         assert np.abs(p_adv - torch_outputs(run, images)[1]).max() <= ATOL
 
 
+def test_a_narrower_frame_detector_exports_at_its_width(make_run, tmp_path):
+    """The detector checkpoint's `width` rebuilds the frame detector it was trained as: the graph holds its maps."""
+    run_dir = make_run(tmp_path / "narrow", channels=1, point=0, arch="frame", width=8)
+    out, _ = export_onnx(run_dir, out=tmp_path / "m.onnx")
+    graph = onnx.load(out).graph
+    shapes = {tuple(t.dims) for t in graph.initializer}
+    assert (8, 1, 3, 3) in shapes and (32, 16, 3, 3) in shapes and not any(s[:1] == (32,) and s[1:2] == (1,) for s in shapes)
+    run = load_run(run_dir)
+    for images in (run.images.clean, run.images.adversarial):
+        assert np.abs(session_outputs(open_session(out), images)[1] - torch_outputs(run, images)[1]).max() <= ATOL
+
+
 def test_bgr_bug_fails_parity_and_leaves_nothing(run_dir, tmp_path, monkeypatch):
     """A graph that forgets BGR -> RGB must not ship: parity fails, no .onnx, no manifest."""
     monkeypatch.setattr(FramesToImages, "forward", lambda self, frames: frames.permute(0, 3, 1, 2).float())

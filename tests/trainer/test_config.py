@@ -82,7 +82,8 @@ def test_init_from_needs_an_earlier_detector_of_the_same_shape(change, ok):
 
 
 @pytest.mark.parametrize("change, ok", [({}, True), ({"either": ["later"]}, False), ({"either": ["nowhere"]}, False),
-                                        ({"point": 2}, False), ({"mode": "dynamic", "adversary": {"name": "dynamic", "eps": 4}}, False)])
+                                        ({"point": 2}, False), ({"mode": "dynamic", "adversary": {"name": "dynamic", "eps": 4}}, False),
+                                        ({"width": 16}, False)])
 def test_either_ors_only_earlier_static_detectors_of_the_same_shape(change, ok):
     member = {"name": "object", "arch": "frame", "point": 0, "adversary": {"name": "confined_pgd", "eps": 16}}
     alarm = {**member, "name": "alarm", "adversary": {"name": "pgd", "eps": 4}, "either": ["object"], **change}

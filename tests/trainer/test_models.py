@@ -77,6 +77,14 @@ def test_frame_detector_reads_the_frame_at_full_resolution():
         assert torch.allclose(logits, model(x), atol=1e-5) and adv.shape == (3,)
 
 
+def test_frame_detector_width_sets_its_maps_and_only_its_own():
+    convs = [m for m in build_detector("frame", 1, 0, width=8).modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [m.out_channels for m in convs] == [8, 8, 16, 16, 32, 2]
+    assert DetectorTraining(arch="frame", width=8).width == 8
+    with pytest.raises(ValueError, match="width sets the frame detector's maps"):
+        DetectorTraining(arch="fig1", width=8)
+
+
 @pytest.mark.parametrize("arch, points", [("resnet", 5), ("vgg16", 6)])
 def test_the_config_knows_each_classifiers_attachment_points(arch, points):
     from trainer.config import ModelConfig

@@ -27,7 +27,7 @@ from trainer.rundir import RunContext
 EVAL_IMAGES = 256  # test images in eval.pt, for the exporter's parity check
 ADAPTIVE_ONLY = {"eps_range", "eps_ramp_epochs", "paper_adversary", "paper_share"}
 WIDENED = {"positives", "negatives", "negative_share"}  # unset in every detector made before they existed
-LATER = {"negative_severities", "twins", "select", "lr_schedule", "scene_share", "negative_weights", "camera_share", "either"}  # left out of stamps at their defaults, as WIDENED
+LATER = {"negative_severities", "twins", "select", "lr_schedule", "scene_share", "negative_weights", "camera_share", "either", "width"}  # left out of stamps at their defaults, as WIDENED
 
 
 def run_detector_stage(ctx: RunContext) -> None:
@@ -54,7 +54,7 @@ def attach(ctx: RunContext, spec: DetectorSpec, state_dict: dict | None = None, 
     if spec.point >= len(ctx.classifier.tap_channels):
         raise ValueError(f"detector {spec.name}: point {spec.point} exceeds the classifier's AD(0)..AD({len(ctx.classifier.tap_channels) - 1})")
     torch.manual_seed(ctx.cfg.seed)
-    return DetectedClassifier.build(ctx.classifier, spec.arch, spec.point, state_dict, members)
+    return DetectedClassifier.build(ctx.classifier, spec.arch, spec.point, state_dict, members, spec.width)
 
 
 def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> DetectorCheckpoint:
@@ -99,7 +99,7 @@ def ensure_detector(ctx: RunContext, spec: DetectorSpec) -> DetectorCheckpoint:
         test_adv = attacked_set(model, spec, test_x, test_y, ctx.cfg.seed + 1)
     report = evaluate(model, spec, test_x, test_adv, data.val_x, ctx.cfg.calibration, ctx.device, ctx.cfg.seed)
     ckpt = DetectorCheckpoint(
-        name=spec.name, point=spec.point, arch=spec.arch, members=1 + len(spec.either),
+        name=spec.name, point=spec.point, arch=spec.arch, members=1 + len(spec.either), width=spec.width,
         in_channels=ctx.classifier.tap_channels[spec.point],
         adversary={"name": spec.adversary.name, **spec.adversary.params()}, mode=spec.mode,
         state_dict={k: v.cpu() for k, v in trained["state_dict"].items()},
