@@ -35,9 +35,21 @@ def step_seconds(model: DetectedClassifier, x: torch.Tensor, target: torch.Tenso
     return (time.perf_counter() - began) / steps
 
 
+def widths_arg(text: str) -> list[int]:
+    """`32,24` -> [32, 24]; anything else is argparse's one error line and exit 2."""
+    try:
+        widths = [int(w) for w in text.split(",")]
+    except ValueError:
+        widths = []
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}")
+    return widths
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--widths", default="32,24,16", help="frame detector widths (config `width`), comma-separated")
+    parser.add_argument("--widths", type=widths_arg, default=[32, 24, 16],
+                        help="frame detector widths (config `width`), comma-separated")
     parser.add_argument("--batch-size", type=int, default=128, help="frames per step (configs/demo.yaml: 128)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds over every variant; the median round is reported")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per variant and round")
@@ -47,7 +59,7 @@ def main() -> None:
     x = torch.rand(args.batch_size, 1, 28, 28) * 255
     target = (torch.rand(args.batch_size) > 0.5).float()
     variants = {}
-    for width in map(int, args.widths.split(",")):
+    for width in args.widths:
         shipped = DetectedClassifier.build(classifier, "frame", 0, width=width)
         default = DetectedClassifier.build(classifier, "frame", 0, width=width)
         default.detector.to(memory_format=torch.contiguous_format)
