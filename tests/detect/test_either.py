@@ -36,7 +36,8 @@ def test_the_or_holds_its_member_as_trained_and_shifted_to_ring_at_its_own_thres
     assert alarm.detector.offsets[1].item() == pytest.approx(torch.logit(torch.tensor(member_ckpt.threshold)).item(), abs=1e-5)
     x = ctx.dataset.test.images.float()
     with torch.no_grad():
-        own, other = alarm.detector.members[0](x), member.detector_logit(x)
+        # Its own member reads the frame as the detector does, normalised by the classifier's first stage.
+        own, other = alarm.detector.members[0](alarm.classifier.tap(x, alarm.point)), member.detector_logit(x)
         expected = torch.maximum(own - alarm.detector.offsets[0], other - alarm.detector.offsets[1])
         assert torch.allclose(alarm.detector_logit(x), expected, atol=1e-5)
 
