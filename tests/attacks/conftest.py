@@ -11,9 +11,11 @@ from trainer.models import DetectedClassifier, Detector, ResNet
 CLASSES = 10
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _one_thread():
-    # The CI box is 2 shared cores; one thread keeps timings steady and leaves room for others.
+    # The CI box is 2 shared cores; one thread keeps timings steady and leaves room for others. Per module, so the
+    # second thread comes back after this folder: at session scope every later test ran on one (the shared
+    # detector fixture of tests/detect/test_stage.py took 148 s instead of 94 s).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
