@@ -15,7 +15,7 @@ CLASSES = 10
 def _one_thread():
     # The CI box is 2 shared cores; one thread keeps timings steady and leaves room for others. Per module, so the
     # second thread comes back after this folder: at session scope every later test ran on one (the shared
-    # detector fixture of tests/detect/test_stage.py took 148 s instead of 94 s).
+    # detector fixture of tests/detect/test_stage.py took 148 s instead of 103 s).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
