@@ -116,9 +116,11 @@ class LabelledScore(Observer):
                 + (f" ({c['unfamiliar']} more frames unfamiliar: not judged)" if c["unfamiliar"] else ""))
 
     def _kind_line(self, kind: str, frames: frozenset[int], rate) -> str:
-        """Detection rate on one kind's frames and how many of its bursts (runs of consecutive frames) raised an alert."""
+        """Detection rate on one kind's judged frames and how many of its bursts (runs of consecutive labelled
+        frames) raised an alert. A burst is the labels' run, not the judged frames': an unfamiliar frame inside
+        it would otherwise split it in two, and a burst never judged would not be counted as missed."""
         seen = frames & self.seen_frames
-        bursts = _runs(sorted(seen))
+        bursts = _runs(sorted(frames))
         alerted = sum(1 for b in bursts if self.alert_frames & b)
         return (f"{kind} bursts: detection {rate(len(frames & self.hit_frames), len(seen))}, "
                 f"alerted on {alerted}/{len(bursts)} bursts")

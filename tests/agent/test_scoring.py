@@ -19,6 +19,22 @@ def test_detection_is_reported_per_burst_kind(tmp_path):
     assert "adaptive bursts: detection 1/2 = 50.0%, alerted on 0/1 bursts" in lines
 
 
+def test_a_burst_is_the_labels_run_whatever_the_agent_judged(tmp_path):
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps({"adversarial": [3, 4, 5, 6, 7, 20, 21],
+                                "kinds": {"sparse": [3, 4, 5, 6, 7], "patch": [20, 21]}}))
+    score = LabelledScore.load(path)
+    for i in range(25):
+        if i in (5, 20, 21):  # unfamiliar: not judged, inside the first burst and the whole second one
+            score.unfamiliar(i)
+        else:
+            score.frame(i, i in (3, 4, 6, 7))
+    score.alert(7)
+    lines = score.lines()
+    assert "sparse bursts: detection 4/4 = 100.0%, alerted on 1/1 bursts" in lines
+    assert "patch bursts: detection n/a, alerted on 0/1 bursts" in lines
+
+
 def test_labels_without_kinds_keep_the_overall_summary(tmp_path):
     path = tmp_path / "labels.json"
     path.write_text(json.dumps({"adversarial": [1]}))
