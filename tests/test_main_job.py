@@ -57,6 +57,10 @@ def test_train_export_stream_watch(tmp_path):
     assert labels["attacks"]["low-frequency"]["name"] == "low_frequency_pgd" and labels["attacks"]["pgd"]["eps"] == 16
     assert labels["attacks"]["adaptive"]["name"] == "adaptive" and 0 < labels["attacks"]["adaptive"]["threshold"] < 1
     assert len(labels["classes"]) == 180 and len(labels["class_names"]) == 10
+    # The same run writes the same stream: the bursts' random starts are seeded (they differed in every burst frame).
+    again = tmp_path / "stream-again"
+    run("trainer", "demo-stream", "--run", str(run_dir), "--out", str(again), "--burst", "5", "--period", "30")
+    assert all((stream / "frames" / f.name).read_bytes() == f.read_bytes() for f in (again / "frames").iterdir())
 
     watched = run("agent", "watch", "--model", str(model), "--source", str(stream / "frames" / "%05d.png"),
                   "--labels", str(stream / "labels.json"), "--set", "metrics.port=0",

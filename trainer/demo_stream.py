@@ -25,6 +25,7 @@ from trainer.config import Config
 from trainer.data import load_dataset
 from trainer.detector_checkpoint import DetectorCheckpoint
 from trainer.rundir import RunDir, load_detected_classifier, resolve_detector
+from trainer.stamped import seeded
 
 
 def adversarial_frames(frames: int, burst: int, period: int) -> list[int]:
@@ -83,11 +84,12 @@ def write_demo_stream(run_dir: Path, out: Path, detector: str | None = None, fra
     images[camera] = camera_frames(images[camera], cfg.audit.seed)
     adv = adversarial_frames(frames, burst, period)
     kinds = burst_kinds(adv, period, list(attacks))
-    for kind, idx in kinds.items():
-        if idx:
-            attacked = run_attack(attacks[kind], model.classifier, images[idx], labels[idx],
-                                  detector_logit=model.detector_logit, progress=True)
-            images[idx] = attacked.round().clamp(0, 255).to(torch.uint8)
+    with seeded(cfg.audit.seed):  # the attacks' random starts: the same run writes the same stream
+        for kind, idx in kinds.items():
+            if idx:
+                attacked = run_attack(attacks[kind], model.classifier, images[idx], labels[idx],
+                                      detector_logit=model.detector_logit, progress=True)
+                images[idx] = attacked.round().clamp(0, 255).to(torch.uint8)
 
     frame_dir = out / "frames"
     frame_dir.mkdir(parents=True, exist_ok=True)

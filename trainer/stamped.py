@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -69,6 +70,14 @@ def cached(path: str | Path, stamp: dict | None, compute: Callable[[], Any], *, 
     if found is not None:
         return found
     identity = hashlib.blake2b(f"{Path(path).name}:{json.dumps(stamp, sort_keys=True)}".encode(), digest_size=8)
-    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []):
-        torch.manual_seed(int.from_bytes(identity.digest(), "little") >> 1)
+    with seeded(int.from_bytes(identity.digest(), "little") >> 1):
         return save(path, compute(), stamp, key=key)
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """torch's random state seeded with `seed` inside the block and restored after it: what the block draws is
+    the same whatever ran before it in the process, and what runs after it draws as if the block had not run."""
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []):
+        torch.manual_seed(seed)
+        yield
