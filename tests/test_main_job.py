@@ -60,7 +60,9 @@ def test_train_export_stream_watch(tmp_path):
     # The same run writes the same stream: the bursts' random starts are seeded (they differed in every burst frame).
     again = tmp_path / "stream-again"
     run("trainer", "demo-stream", "--run", str(run_dir), "--out", str(again), "--burst", "5", "--period", "30")
-    assert all((stream / "frames" / f.name).read_bytes() == f.read_bytes() for f in (again / "frames").iterdir())
+    frames = sorted(f.name for f in (stream / "frames").iterdir())
+    assert frames == sorted(f.name for f in (again / "frames").iterdir()) and len(frames) == 180
+    assert all((stream / "frames" / name).read_bytes() == (again / "frames" / name).read_bytes() for name in frames)
 
     watched = run("agent", "watch", "--model", str(model), "--source", str(stream / "frames" / "%05d.png"),
                   "--labels", str(stream / "labels.json"), "--set", "metrics.port=0",
